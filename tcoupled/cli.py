@@ -1,0 +1,129 @@
+"""Command-line interface: ``python -m tcoupled COMMAND ...``.
+
+Each command is a module in :mod:`tcoupled.commands` exposing
+
+``HELP``            one-line description (repeated in :data:`COMMANDS`);
+``USES_MPI``        whether the command runs under MPI;
+``add_arguments(parser)``;
+``make_config(args, world_size)``  validate and return a frozen config
+                    (runs on rank 0 only; raises :class:`ConfigError`);
+``run(config, comm)``  do the work on every rank, return the exit status.
+
+Validation happens on rank 0 and the outcome is broadcast, so a bad input
+ends every rank with the same exit status and one line on stderr. An error
+raised once work has started aborts the whole job instead of hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any, Sequence
+
+from tcoupled import __version__
+from tcoupled.errors import TcoupledError
+
+#: command name -> (module, one-line help). A new command is one new module and one
+#: line here. Only the chosen command's module is imported, so start-up stays fast
+#: and ``--help`` works even where a command's optional dependencies are missing.
+COMMANDS = {
+    "wave": ("tcoupled.commands.wave", "run the 2D wave-equation solver over all ranks"),
+    "plan": ("tcoupled.commands.plan", "print the rank/node/GPU layout without running"),
+    "ie": ("tcoupled.commands.ie", "vertical ionization energies of molecules with xTB"),
+    "screen": ("tcoupled.commands.screen", "active-learning screen for high ionization energy"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (no usage dump) with exit status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first argument naming a known command (before any option value)."""
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Return the top-level parser; only the command named in ``argv`` gets its flags."""
+    parser = _Parser(
+        prog="tcoupled",
+        description="Couple an HPC simulation with AI in one MPI launch.",
+        epilog="Run 'tcoupled COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"tcoupled {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    chosen = _chosen_command(argv)
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text,
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(cmd)
+    return parser
+
+
+def _configure(module: Any, args: argparse.Namespace, comm: Any) -> tuple[Any, Any]:
+    """Build the config on rank 0 and broadcast it with any error."""
+    config, error = None, None
+    if comm is None or comm.Get_rank() == 0:
+        world_size = 1 if comm is None else comm.Get_size()
+        try:
+            config = module.make_config(args, world_size)
+        except TcoupledError as exc:
+            error = (str(exc), exc.exit_code)
+    if comm is not None and comm.Get_size() > 1:
+        config, error = comm.bcast((config, error), root=0)
+    return config, error
+
+
+def _fail(command: str, message: str, rank: int = 0) -> None:
+    if rank == 0:
+        sys.stderr.write(f"tcoupled {command}: error: {message}\n")
+        sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command][0])
+    comm = None
+    if getattr(module, "USES_MPI", False):
+        from tcoupled.mpienv import init_mpi
+
+        comm = init_mpi().COMM_WORLD
+    rank = 0 if comm is None else comm.Get_rank()
+    config, error = _configure(module, args, comm)
+    if error is not None:
+        _fail(args.command, error[0], rank)
+        return error[1]
+    return _run(module, args.command, config, comm)
+
+
+def _run(module: Any, command: str, config: Any, comm: Any) -> int:
+    from tcoupled.mpienv import abort_with_message, print_traceback_and_abort
+
+    parallel = comm is not None and comm.Get_size() > 1
+    try:
+        return int(module.run(config, comm) or 0)
+    except TcoupledError as exc:
+        if parallel:
+            abort_with_message(comm, str(exc), exc.exit_code)
+        _fail(command, str(exc))
+        return exc.exit_code
+    except Exception:
+        if parallel:
+            print_traceback_and_abort(comm)
+        raise

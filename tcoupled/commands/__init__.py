@@ -1,0 +1,1 @@
+"""Commands: thin modules that compose the library (see :mod:`tcoupled.cli`)."""

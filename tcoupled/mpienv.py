@@ -1,0 +1,72 @@
+"""MPI start-up in one place.
+
+The CLI calls :func:`init_mpi` once, before any command touches MPI; library
+modules never import ``mpi4py.MPI`` at module level, they take a ``comm``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+_MPI: Any = None
+
+
+def init_mpi() -> Any:
+    """Configure ``mpi4py.rc`` and initialise MPI; return the ``MPI`` module."""
+    global _MPI
+    if _MPI is None:
+        import mpi4py
+
+        mpi4py.rc.thread_level = "funneled"
+        from mpi4py import MPI
+
+        _MPI = MPI
+    return _MPI
+
+
+def abort_with_message(comm: Any, message: str, code: int = 1, role: str = "") -> None:
+    """Print ``message`` naming the rank (and role) and abort every rank of ``comm``.
+
+    Used for errors raised on one rank while others may be waiting in a
+    collective: aborting is the only way to guarantee no rank is left hanging.
+    """
+    where = f"rank {comm.Get_rank()}" + (f" ({role})" if role else "")
+    sys.stderr.write(f"tcoupled: error on {where}: {message}\n")
+    sys.stderr.flush()
+    comm.Abort(code)
+
+
+def print_traceback_and_abort(comm: Any, role: str = "") -> None:
+    """Report the exception being handled with its traceback, then abort all ranks."""
+    exc_type, exc, _ = sys.exc_info()
+    traceback.print_exc(file=sys.stderr)
+    name = exc_type.__name__ if exc_type else "error"
+    abort_with_message(comm, f"{name}: {exc}", code=1, role=role)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read a ``TCOUPLED_``-prefixed environment variable (the only way we read env)."""
+    return os.environ.get(f"TCOUPLED_{name}", default)
+
+
+def cuda_aware_mpi() -> bool:
+    """Whether MPI can read GPU memory directly.
+
+    ``TCOUPLED_CUDA_AWARE=0|1`` overrides; otherwise MPI is asked
+    (``MPIX_Query_cuda_support`` through mpi4py when available), and on
+    cray-mpich ``MPICH_GPU_SUPPORT_ENABLED=1`` is taken as a yes.
+    """
+    forced = env("CUDA_AWARE")
+    if forced is not None:
+        return forced.strip() not in ("", "0", "false", "no")
+    MPI = init_mpi()
+    query = getattr(MPI, "Query_cuda_support", None)
+    if query is not None:
+        try:
+            return bool(query())
+        except Exception:  # noqa: BLE001 - not implemented by this MPI
+            pass
+    return os.environ.get("MPICH_GPU_SUPPORT_ENABLED") == "1"

@@ -1,0 +1,75 @@
+"""Launch real MPI jobs from tests, with a timeout that kills every rank.
+
+A hang is a failure: each launch runs in its own process group, and when the
+timeout expires the whole group is killed and the test fails with the output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mpiexec_path() -> str:
+    """Return the ``mpiexec`` next to the running Python, else the one on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    if local.exists():
+        return str(local)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise RuntimeError("mpiexec not found")
+    return found
+
+
+def test_env(extra: dict | None = None) -> dict:
+    """Environment for launched jobs: one thread per rank, loopback only."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", UCX_NET_DEVICES="lo", MASTER_ADDR="127.0.0.1",
+               PYTHONUNBUFFERED="1")
+    env.update(extra or {})
+    return env
+
+
+def run(cmd: list[str], timeout: float = 120, env: dict | None = None,
+        cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; kill the group on timeout and fail."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=test_env(env), cwd=cwd or REPO, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout}s: {' '.join(cmd)}\n"
+                             f"--- stdout\n{out}\n--- stderr\n{err}") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def tcoupled(*args: str, ranks: int | None = None, timeout: float = 120,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m tcoupled ARGS``, under ``mpiexec -n ranks`` when given."""
+    cmd = [sys.executable, "-m", "tcoupled", *args]
+    if ranks is not None:
+        cmd = [mpiexec_path(), "-n", str(ranks), *cmd]
+    return run(cmd, timeout=timeout, env=env)
+
+
+def python_mpi(script: str | Path, *args: str, ranks: int, timeout: float = 120,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Python script under ``mpiexec -n ranks`` (the script checks and exits)."""
+    cmd = [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(script),
+           *args]
+    return run(cmd, timeout=timeout, env=env)
+
+
+def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """Assert a launched job succeeded, showing its output if not."""
+    assert proc.returncode == 0, (f"exit {proc.returncode}: {' '.join(proc.args)}\n"
+                                  f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
