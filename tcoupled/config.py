@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from tcoupled.errors import ConfigError
 
 DTYPES = ("float32", "float64")
-KERNELS = ("auto", "c", "numpy", "cupy")
+KERNELS = ("auto", "numpy", "c", "cupy")
 INITS = ("mode", "gaussian")
 #: Largest stable Courant number of the 2D five-point leapfrog on a square grid.
 CFL_LIMIT = 1.0 / math.sqrt(2.0)
