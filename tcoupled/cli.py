@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tcoupled import __version__
 from tcoupled.errors import TcoupledError
@@ -32,6 +33,7 @@ COMMANDS = {
     "plan": ("tcoupled.commands.plan", "print the rank/node/GPU layout without running"),
     "ie": ("tcoupled.commands.ie", "vertical ionization energies of molecules with xTB"),
     "screen": ("tcoupled.commands.screen", "active-learning screen for high ionization energy"),
+    "couple": ("tcoupled.commands.couple", "solver + DDP-trained CNN ensemble in one launch"),
 }
 
 

@@ -73,7 +73,8 @@ class WaveConfig:
 
     def _check_sizes(self) -> None:
         if len(self.grid) != 2 or any(not isinstance(n, int) or n < 3 for n in self.grid):
-            raise ConfigError(f"--grid needs two integers >= 3, got {' '.join(map(str, self.grid))}")
+            shown = " ".join(map(str, self.grid))
+            raise ConfigError(f"--grid needs two integers >= 3, got {shown}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ConfigError(f"--steps must be a non-negative integer, got {self.steps}")
 

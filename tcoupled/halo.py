@@ -99,11 +99,13 @@ class HaloExchange:
         for axis, direction in _DIRECTIONS:
             src = self.neighbours[(axis, direction)]
             recv_type = self._types[(axis, direction, True)]
-            reqs.append(self.comm.Irecv([u, 1, recv_type], source=src, tag=2 * axis + (direction < 0)))
+            tag = 2 * axis + (direction < 0)
+            reqs.append(self.comm.Irecv([u, 1, recv_type], source=src, tag=tag))
         for axis, direction in _DIRECTIONS:
             dest = self.neighbours[(axis, direction)]
             send_type = self._types[(axis, direction, False)]
-            reqs.append(self.comm.Isend([u, 1, send_type], dest=dest, tag=2 * axis + (direction > 0)))
+            tag = 2 * axis + (direction > 0)
+            reqs.append(self.comm.Isend([u, 1, send_type], dest=dest, tag=tag))
         self._requests = reqs
 
     def _start_device(self, u: Any) -> None:
@@ -158,7 +160,7 @@ class HaloExchange:
             dt.Free()
         self._types = {}
 
-    def __enter__(self) -> "HaloExchange":
+    def __enter__(self) -> HaloExchange:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -233,7 +233,7 @@ class Layout:
 
     @classmethod
     def create(cls, world: Any, counts: RoleCounts, placement: str = "colocated",
-               ensemble: int = 1, gpus_per_node: int = 0) -> "Layout":
+               ensemble: int = 1, gpus_per_node: int = 0) -> Layout:
         """Validate ``counts`` against ``world`` and build the communicators."""
         counts.check_world(world.Get_size())
         plan = plan_ranks(counts, None, gpus_per_node, placement, ensemble)

@@ -185,7 +185,7 @@ class WaveSolver:
         self.halo.close()
         self.cart.Free()
 
-    def __enter__(self) -> "WaveSolver":
+    def __enter__(self) -> WaveSolver:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -7,8 +7,8 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 LOGGER_NAME = "tcoupled"
 

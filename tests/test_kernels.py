@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import backends_here
 from tcoupled.backends import load_backend, resolve_backend
 from tcoupled.errors import BackendUnavailable, ConfigError
+
+from conftest import backends_here
 
 TOL = {"float32": 1e-6, "float64": 1e-14}
 
@@ -35,7 +36,8 @@ def test_c_kernel_is_built_here():
 
 
 def test_unknown_and_unavailable_kernels_are_refused():
-    with pytest.raises(ConfigError, match="--kernel must be one of auto, numpy, c, cupy, got 'fortran'"):
+    message = "--kernel must be one of auto, numpy, c, cupy, got 'fortran'"
+    with pytest.raises(ConfigError, match=message):
         load_backend("fortran")
     try:
         import cupy  # noqa: F401

@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from mpitools import check, tcoupled
 from tcoupled.errors import LayoutError
 from tcoupled.layout import RoleCounts, plan_ranks
+
+from mpitools import check, tcoupled
 
 
 def test_world_size_mismatch_shows_the_arithmetic():

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from mpitools import check, tcoupled
 from tcoupled.config import WaveConfig, stable_dt
 from tcoupled.errors import ConfigError
 from tcoupled.initial import exact_mode
 from tcoupled.solver import WaveSolver
+
+from mpitools import check, tcoupled
 
 
 def standing_mode_error(comm, n, t_final=0.5, kernel="c"):

@@ -42,3 +42,8 @@ def test_error_on_one_rank_ends_the_job():
     proc = python_mpi(SCRIPTS / "fail_one_rank.py", ranks=3, timeout=60)
     assert proc.returncode != 0
     assert "tcoupled: error on rank 1: RuntimeError: injected failure" in proc.stderr
+
+
+def test_layout_splits_world_into_roles():
+    proc = check(python_mpi(SCRIPTS / "layout_check.py", ranks=4, timeout=60))
+    assert "layout ok" in proc.stdout
