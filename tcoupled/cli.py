@@ -33,6 +33,7 @@ COMMANDS = {
     "plan": ("tcoupled.commands.plan", "print the rank/node/GPU layout without running"),
     "ie": ("tcoupled.commands.ie", "vertical ionization energies of molecules with xTB"),
     "screen": ("tcoupled.commands.screen", "active-learning screen for high ionization energy"),
+    "bench": ("tcoupled.commands.bench", "benchmarks against hardware limits and other tools"),
     "couple": ("tcoupled.commands.couple", "solver + DDP-trained CNN ensemble in one launch"),
 }
 
@@ -41,7 +42,9 @@ class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line (no usage dump) with exit status 2."""
 
     def error(self, message: str) -> None:  # noqa: D102
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        from tcoupled.mpienv import launcher_rank
+
+        self.exit(2, f"{self.prog}: error: {message}\n" if launcher_rank() == 0 else None)
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
@@ -69,7 +72,27 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(cmd)
+            cmd.add_argument("--config", metavar="FILE", default=None,
+                             help="read flags from a YAML or TOML file; flags given here win")
+            parser.chosen_parser = cmd  # type: ignore[attr-defined]
     return parser
+
+
+def _parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse ``argv``; with ``--config FILE``, the file's values become defaults first."""
+    from tcoupled.configfile import apply_file
+    from tcoupled.mpienv import launcher_rank
+
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        try:
+            apply_file(parser.chosen_parser, args.config)  # type: ignore[attr-defined]
+        except TcoupledError as exc:
+            _fail(args.command, str(exc), launcher_rank())
+            raise SystemExit(exc.exit_code) from None
+        args = parser.parse_args(argv)
+    return parser, args
 
 
 def _configure(module: Any, args: argparse.Namespace, comm: Any) -> tuple[Any, Any]:
@@ -95,8 +118,7 @@ def _fail(command: str, message: str, rank: int = 0) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    parser, args = _parse(argv)
     if args.command is None:
         parser.print_help()
         return 0

@@ -70,3 +70,17 @@ def cuda_aware_mpi() -> bool:
         except Exception:  # noqa: BLE001 - not implemented by this MPI
             pass
     return os.environ.get("MPICH_GPU_SUPPORT_ENABLED") == "1"
+
+
+def launcher_rank() -> int:
+    """Rank of this process as told by the launcher, before MPI is initialised.
+
+    Used only to print a command-line error once instead of once per rank.
+    Reads the variables MPICH/Hydra (``PMI_RANK``), PALS (``PALS_RANKID``),
+    PMIx and Open MPI set; 0 when started without a launcher.
+    """
+    for name in ("PMI_RANK", "PALS_RANKID", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0

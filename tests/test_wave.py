@@ -94,3 +94,32 @@ def test_cli_run_writes_results_and_summary(tmp_path):
         assert u.attrs["t_final"] == pytest.approx(summary["t_final"])
         assert json.loads(h5.attrs["config_json"])["wave"]["grid"] == [65, 33]
     assert (out / "run.log").read_text().count("wave:") >= 2
+
+
+def test_config_file_sets_flags_and_flags_win(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("grid: [33, 41]\nsteps: 40\ninit: gaussian\n")
+    out = tmp_path / "o"
+    check(tcoupled("wave", "--config", str(cfg), "--steps", "7", "--out", str(out), "--quiet"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grid"] == [33, 41] and summary["steps"] == 7 and summary["init"] == "gaussian"
+    toml = tmp_path / "run.toml"
+    toml.write_text('grid = [17, 17]\ndtype = "float32"\n')
+    check(tcoupled("wave", "--config", str(toml), "--out", str(out), "--quiet"))
+    assert json.loads((out / "summary.json").read_text())["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("bogus: 1\n", "unknown key 'bogus' in --config"),
+    ("steps: abc\n", "steps: bad value 'abc'"),
+    ("grid: [1, 2, 3]\n", "grid: expected 2 values"),
+    ("- just\n- a list\n", "must hold a mapping"),
+    ("grid: [1,\n", "is not valid"),
+])
+def test_bad_config_file_is_one_line(tmp_path, text, fragment):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    proc = tcoupled("wave", "--config", str(cfg), "--out", str(tmp_path / "o"), timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
