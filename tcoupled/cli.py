@@ -104,6 +104,11 @@ def _configure(module: Any, args: argparse.Namespace, comm: Any) -> tuple[Any, A
             config = module.make_config(args, world_size)
         except TcoupledError as exc:
             error = (str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - never leave the other ranks in bcast
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            error = (f"internal error while validating: {type(exc).__name__}: {exc}", 1)
     if comm is not None and comm.Get_size() > 1:
         config, error = comm.bcast((config, error), root=0)
     return config, error

@@ -1,0 +1,59 @@
+"""The task farm: isolation of crashes, hangs and errors; the MPI farm's overhead."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tcoupled.farm import IsolatedRunner, Manager, map_tasks
+
+from mpitools import REPO, python_mpi
+
+TASK = "farm_tasks:misbehave"
+
+
+@pytest.mark.timeout(60)
+def test_runner_survives_crash_hang_and_error():
+    runner = IsolatedRunner(TASK, timeout=1.0)
+    try:
+        assert runner.run({"kind": "ok", "value": 3}) == ("ok", 3.0, "")
+        status, _, error = runner.run({"kind": "crash"})
+        assert status == "failed" and "SIGABRT" in error
+        start = time.perf_counter()
+        status, _, error = runner.run({"kind": "hang"})
+        assert status == "failed" and error.startswith("timeout")
+        assert time.perf_counter() - start < 5
+        status, _, error = runner.run({"kind": "raise"})
+        assert error == "RuntimeError: SCF did not converge"
+        assert runner.run({"kind": "ok", "value": 4}) == ("ok", 4.0, "")
+    finally:
+        runner.close()
+
+
+@pytest.mark.timeout(60)
+def test_one_rank_farm_runs_tasks_on_the_manager():
+    manager = Manager(None, TASK, timeout=5.0)
+    try:
+        results = map_tasks(manager, [{"kind": "ok", "value": v} for v in (1, 2, 3)])
+    finally:
+        manager.shutdown()
+    assert [r.value for r in results] == [1.0, 2.0, 3.0]
+    assert manager.report()["tasks"] == 3
+
+
+@pytest.mark.timeout(120)
+def test_mpi_farm_records_failures_and_measures_overhead():
+    proc = python_mpi(REPO / "tests" / "farm_script.py", ranks=3, timeout=100,
+                      env={"PYTHONPATH": str(REPO / "tests")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
+                 if line.startswith(("FARM ", "OVERHEAD ")))
+    farm, overhead = json.loads(lines["FARM"]), json.loads(lines["OVERHEAD"])
+    assert farm["tasks"] == 10 and set(farm["worker_busy_s"]) == {"1", "2"}
+    assert overhead["tasks"] == 400
+    per_task_ms = 1000 * overhead["wall_s"] / overhead["tasks"]
+    print(f"farm overhead: {per_task_ms:.2f} ms per no-op task, "
+          f"{overhead['tasks_per_s']:.0f} tasks/s with 2 workers")
+    assert per_task_ms < 50
