@@ -1,0 +1,30 @@
+"""Small timing helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best_time(fn: Callable[[], None], min_time: float = 0.2, repeats: int = 5) -> float:
+    """Best per-call time of ``fn`` over ``repeats`` batches lasting ``min_time`` each.
+
+    The batch size is calibrated once, so cheap calls are timed in bulk.
+    """
+    fn()  # warm-up (page faults, caches, JIT)
+    calls, elapsed = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time / repeats or calls >= 1 << 20:
+            break
+        calls *= 2
+    best = elapsed / calls
+    for _ in range(repeats - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
