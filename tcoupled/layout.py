@@ -14,10 +14,11 @@ the block GPU binding below, on the same GPU. Farm ranks always come last.
 
 Nodes and GPUs
 --------------
-Ranks fill nodes in blocks of ``ppn`` (as ``mpiexec --ppn`` does). A rank with
-node-local rank ``l`` on a node running ``n`` ranks gets GPU
-``l * gpus_per_node // n`` -- contiguous local ranks share a GPU. Farm ranks
-run xTB on CPU cores and get no GPU.
+Ranks fill nodes in blocks of ``ppn`` (as ``mpiexec --ppn`` does). Farm ranks
+run xTB on CPU cores and get no GPU. The GPU ranks (sim and train) of a node
+come first in its local order; the ``k``-th of ``n`` GPU ranks on a node gets
+GPU ``k * gpus_per_node // n`` -- contiguous local ranks share a GPU.
+``run/polaris/gpu_affinity.sh`` applies the same rule to ``CUDA_VISIBLE_DEVICES``.
 
 Pairing
 -------
@@ -184,11 +185,14 @@ def plan_ranks(counts: RoleCounts, ppn: int | None = None, gpus_per_node: int = 
         for i in sims:
             feeds[i].append(world_of[("train", t)])
     nodes = -(-world // ppn)
+    gpu_ranks = counts.sim + counts.train  # farm ranks come last in every order
     infos = []
     for rank, (role, index) in enumerate(order):
         node, local = divmod(rank, ppn)
-        on_node = min(ppn, world - node * ppn)
-        gpu = local * gpus_per_node // on_node if gpus_per_node and role != "farm" else None
+        gpu = None
+        if gpus_per_node and role != "farm":
+            gpu_on_node = min(ppn, gpu_ranks - node * ppn)
+            gpu = local * gpus_per_node // gpu_on_node
         member, sources, targets = None, (), ()
         if role == "train":
             member = pairs[index][0]

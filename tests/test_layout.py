@@ -66,3 +66,10 @@ def test_plan_command_prints_layout_and_refuses_misfit():
     assert bad.stderr.strip().splitlines() == [
         "tcoupled plan: error: layout does not fit the machine: --sim-ranks 3 + --train-ranks 3"
         " + --farm-ranks 0 = 6, but --nodes 1 x --ppn 4 = 4"]
+
+
+def test_farm_ranks_on_a_gpu_node_do_not_take_gpu_slots():
+    # one Polaris node, 16 ranks: 4 sim + 4 train share the 4 GPUs pairwise, 8 farm ranks
+    plan = plan_ranks(RoleCounts(4, 4, 8), ppn=16, gpus_per_node=4)
+    assert [r.gpu for r in plan.ranks[:8]] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(r.gpu is None for r in plan.ranks[8:])
