@@ -31,6 +31,7 @@ def test_env(extra: dict | None = None) -> dict:
     """Environment for launched jobs: one thread per rank, loopback only."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", UCX_NET_DEVICES="lo", MASTER_ADDR="127.0.0.1",
+               GLOO_SOCKET_IFNAME="lo",
                PYTHONUNBUFFERED="1")
     env.update(extra or {})
     return env

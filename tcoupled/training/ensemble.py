@@ -1,0 +1,96 @@
+"""Ensemble members' hyperparameters and their DDP process groups.
+
+Nothing here imports torch at module level, so ``couple`` can validate the
+ensemble flags before any rank pays for ``import torch``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tcoupled.errors import ConfigError
+from tcoupled.mpienv import env
+
+
+@dataclass(frozen=True)
+class MemberParams:
+    """Hyperparameters of one ensemble member."""
+
+    kernel_size: int = 3
+    lr: float = 2e-3
+    width: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"--kernel-sizes needs odd positive sizes, got {self.kernel_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.width < 1:
+            raise ConfigError(f"--width must be a positive integer, got {self.width}")
+
+    def as_dict(self) -> dict:
+        """Plain data for the summary."""
+        return asdict(self)
+
+
+def _pick(values: tuple | None, member: int, default: object, flag: str, ensemble: int
+          ) -> object:
+    if not values:
+        return default
+    if len(values) not in (1, ensemble):
+        raise ConfigError(f"{flag} takes 1 or {ensemble} values (one per member), got "
+                          f"{len(values)}: {' '.join(map(str, values))}")
+    return values[member if len(values) > 1 else 0]
+
+
+def member_params(ensemble: int, kernel_sizes: tuple[int, ...] | None = None,
+                  lrs: tuple[float, ...] | None = None,
+                  widths: tuple[int, ...] | None = None) -> tuple[MemberParams, ...]:
+    """Hyperparameters of every member: kernel sizes 3, 5, 7, ... unless given.
+
+    Each of ``kernel_sizes``, ``lrs`` and ``widths`` holds one value for all
+    members or one value per member.
+    """
+    members = []
+    for i in range(ensemble):
+        members.append(MemberParams(
+            kernel_size=int(_pick(kernel_sizes, i, 3 + 2 * i, "--kernel-sizes", ensemble)),
+            lr=float(_pick(lrs, i, MemberParams.lr, "--lr", ensemble)),
+            width=int(_pick(widths, i, MemberParams.width, "--width", ensemble))))
+    return tuple(members)
+
+
+def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
+                      timeout_s: float = 120.0) -> Any:
+    """Start the torch process group of one member over the MPI ranks of ``comm``.
+
+    The member's ranks are the whole torch world of this process. When they
+    share a host, the rendezvous is a fresh :class:`FileStore` under ``scratch``
+    (no listening socket); otherwise rank 0 starts a :class:`TCPStore` on a free
+    port of its host (or ``TCOUPLED_MASTER_ADDR``) and broadcasts the port.
+    """
+    import datetime
+
+    import torch.distributed as dist
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    timeout = datetime.timedelta(seconds=timeout_s)
+    hosts = comm.allgather(socket.gethostname())
+    if len(set(hosts)) == 1:
+        name = comm.bcast(f".torch-store-{uuid.uuid4().hex}" if rank == 0 else None)
+        store: Any = dist.FileStore(str(Path(scratch) / name), size)
+    else:
+        host = env("MASTER_ADDR") or hosts[0]
+        server = dist.TCPStore(host, 0, size, True, timeout=timeout) if rank == 0 else None
+        port = comm.bcast(server.port if server is not None else None)
+        store = server or dist.TCPStore(host, port, size, False, timeout=timeout)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
+    comm.Barrier()
+    if rank == 0 and len(set(hosts)) == 1:
+        Path(scratch, name).unlink(missing_ok=True)
+    return dist.group.WORLD

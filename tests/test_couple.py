@@ -1,0 +1,129 @@
+"""``tcoupled couple`` end to end: every channel, both divisions, 1 to 4 ranks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from tcoupled.errors import ConfigError
+
+from mpitools import check, tcoupled
+
+GLOO = {"GLOO_SOCKET_IFNAME": "lo"}
+BASE = ("--grid", "33", "33", "--init", "gaussian", "--seed", "3", "--cycles", "3",
+        "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet")
+REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handoffs",
+            "handoff_bytes_copied", "data_digest", "members", "rollout_rel_l2",
+            "time_breakdown", "coupling_overhead", "wall_s"}
+
+#: name -> (ranks, extra flags); one launch each
+RUNS = {
+    "time-inproc-1": (1, ()),
+    "time-shm-2": (2, ("--train-ranks", "1")),
+    "space-mpi-2": (2, ("--train-ranks", "1", "--division", "space")),
+    "space-file-2": (2, ("--train-ranks", "1", "--division", "space", "--channel", "file")),
+    "space-shm-3-ensemble": (3, ("--train-ranks", "2", "--ensemble", "2", "--division",
+                                 "space", "--channel", "shm")),
+    "time-inproc-2sims": (2, ("--sim-ranks", "2")),
+    "time-mpi-4-ddp": (4, ("--sim-ranks", "2", "--train-ranks", "2", "--channel", "mpi")),
+}
+
+
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory):
+    """Run every launch once; the tests below read the summaries."""
+    out = {}
+    for name, (ranks, flags) in RUNS.items():
+        folder = tmp_path_factory.mktemp(name)
+        check(tcoupled("couple", *BASE, *flags, "--out", str(folder), ranks=ranks,
+                       timeout=90, env=GLOO))
+        out[name] = json.loads((folder / "summary.json").read_text())
+        assert (folder / "results.h5").exists()
+    return out
+
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def test_summary_carries_the_required_keys(summaries):
+    for name, summary in summaries.items():
+        assert REQUIRED <= set(summary), name
+        assert 0 <= summary["coupling_overhead"] < 1
+        assert summary["wall_s"] > 0
+
+
+def test_every_channel_and_division_delivers_the_same_data(summaries):
+    one_sim = {n: s for n, s in summaries.items() if s["sim_ranks"] == 1}
+    assert {s["channel"] for s in one_sim.values()} == {"inproc", "shm", "mpi", "file"}
+    assert {s["division"] for s in one_sim.values()} == {"time", "space"}
+    assert len({s["data_digest"] for s in one_sim.values()}) == 1
+    two_sims = [summaries["time-inproc-2sims"], summaries["time-mpi-4-ddp"]]
+    assert two_sims[0]["data_digest"] == two_sims[1]["data_digest"]
+    assert summaries["space-shm-3-ensemble"]["member_digests_agree"]
+
+
+def test_handoffs_and_copies_counted_by_channel(summaries):
+    for summary in summaries.values():
+        assert summary["handoffs"] == (summary["cycles"] * summary["sim_ranks"]
+                                       * summary["ensemble"])
+        if summary["channel"] in ("inproc", "shm"):
+            assert summary["handoff_bytes_copied"] == 0
+    slot_bytes = 7 * 33 * 33 * 8     # (sim steps + 1) frames of the 33x33 float64 field
+    assert summaries["space-mpi-2"]["handoff_bytes_copied"] == 3 * slot_bytes
+    assert summaries["space-file-2"]["handoff_bytes_copied"] == 2 * 3 * slot_bytes
+
+
+def test_training_works_and_ddp_members_agree(summaries):
+    for name, summary in summaries.items():
+        for member in summary["members"]:
+            assert member["last_loss"] < member["first_loss"] / 3, (name, member)
+            assert member["param_spread"] == 0.0, (name, member)
+        assert len(summary["rollout_rel_l2"]) == summary["ensemble"]
+        assert all(len(errors) == 4 for errors in summary["rollout_rel_l2"])
+    ensemble = summaries["space-shm-3-ensemble"]["members"]
+    assert [m["kernel_size"] for m in ensemble] == [3, 5]
+    assert summaries["time-mpi-4-ddp"]["members"][0]["ranks"] == 2
+
+
+def test_time_breakdown_per_role(summaries):
+    split = summaries["space-mpi-2"]["time_breakdown"]
+    assert {"sim", "train"} <= set(split)
+    assert split["sim"]["sim"] > 0 and split["train"]["train"] > 0
+    assert "allreduce" in split["train"] and "idle" in split["train"]
+
+
+def _config(*flags: str, world: int):
+    from tcoupled.commands import couple
+
+    parser = argparse.ArgumentParser()
+    couple.add_arguments(parser)
+    return couple.make_config(parser.parse_args([*flags, "--out", "/tmp/tcoupled-unused"]),
+                              world)
+
+
+@pytest.mark.parametrize("flags, world, reason", [
+    (("--train-ranks", "1", "--channel", "mpi", "--ppn", "1"), 2,
+     "--division time needs colocated"),
+    (("--train-ranks", "1", "--division", "space", "--channel", "shm", "--ppn", "1"), 2,
+     "--channel shm needs each sim rank and its train ranks on one node"),
+    (("--train-ranks", "1", "--channel", "inproc"), 2, "--channel inproc needs sim and train"),
+    (("--train-ranks", "1", "--ensemble", "2"), 2, "--ensemble 2 is larger than --train-ranks 1"),
+    (("--ensemble", "2",), 1, "--ensemble 2 is larger than the train ranks"),
+    (("--division", "space",), 1, "--division space needs separate train ranks"),
+    (("--division", "diagonal",), 1, "'diagonal'"),
+])
+def test_bad_input_is_refused_with_the_reason(flags, world, reason):
+    with pytest.raises(ConfigError, match=reason):
+        _config(*flags, world=world)
+
+
+@pytest.mark.timeout(60)
+def test_refusal_is_one_line_before_work(tmp_path):
+    proc = tcoupled("couple", "--train-ranks", "1", "--channel", "shm", "--division", "space",
+                    "--ppn", "1", "--out", str(tmp_path / "x"), ranks=2, timeout=50)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--channel shm" in lines[0], proc.stderr
+    assert not (tmp_path / "x" / "summary.json").exists()
