@@ -65,6 +65,21 @@ def member_params(ensemble: int, kernel_sizes: tuple[int, ...] | None = None,
     return tuple(members)
 
 
+def _gloo_on_loopback() -> None:
+    """Make gloo's pair sockets listen on the loopback interface for a one-host group.
+
+    Without ``GLOO_SOCKET_IFNAME`` gloo binds to the address its hostname resolves
+    to, usually the machine's external interface; a one-host job needs none of that.
+    A value the user set is kept (gloo reads only this variable).
+    """
+    if "GLOO_SOCKET_IFNAME" in os.environ:
+        return
+    names = [name for _, name in socket.if_nameindex()]
+    loopback = next((n for n in names if n == "lo" or n.startswith("lo")), None)
+    if loopback is not None:
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback
+
+
 def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
                       timeout_s: float = 120.0) -> Any:
     """Start the torch process group of one member over the MPI ranks of ``comm``.
@@ -82,6 +97,7 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
     timeout = datetime.timedelta(seconds=timeout_s)
     hosts = comm.allgather(socket.gethostname())
     if len(set(hosts)) == 1:
+        _gloo_on_loopback()
         name = comm.bcast(f".torch-store-{uuid.uuid4().hex}" if rank == 0 else None)
         store: Any = dist.FileStore(str(Path(scratch) / name), size)
     else:
