@@ -14,6 +14,12 @@ from typing import Any
 
 from tcoupled.errors import ConfigError
 
+#: Flags whose value is a place tcoupled writes to. From a configuration file they
+#: must be relative paths that stay below the working directory: a shared or
+#: downloaded file cannot make a run write elsewhere (flags typed on the command
+#: line are the user's own choice and are not restricted).
+WRITE_PATH_FLAGS = ("out", "fp-cache", "resume")
+
 
 def load_file(path: str | Path) -> dict:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) mapping."""
@@ -84,5 +90,17 @@ def apply_file(parser: argparse.ArgumentParser, path: str | Path) -> None:
         if key not in actions or key in ("config", "help"):
             raise ConfigError(f"unknown key {raw_key!r} in --config {str(path)!r}")
         action = actions[key]
-        defaults[action.dest] = _coerce(action, key, value, str(path))
+        value = _coerce(action, key, value, str(path))
+        if key in WRITE_PATH_FLAGS and value:
+            _check_contained(key, str(value), str(path))
+        defaults[action.dest] = value
     parser.set_defaults(**defaults)
+
+
+def _check_contained(key: str, value: str, source: str) -> None:
+    """Refuse an absolute path or one that climbs out with ``..``."""
+    parts = Path(value).parts
+    if Path(value).is_absolute() or ".." in parts or value.startswith("~"):
+        raise ConfigError(f"{key}: {value!r} in {source} points outside the run's directory; "
+                          "a configuration file may only name relative paths below it "
+                          f"(give --{key} on the command line instead)")

@@ -123,3 +123,30 @@ def test_bad_config_file_is_one_line(tmp_path, text, fragment):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("text", ["out: ../elsewhere\n", "out: /tmp/evil\n",
+                                  "out: runs/../../x\n", "out: ~/x\n"])
+def test_config_file_cannot_write_outside_the_run_directory(tmp_path, text):
+    cfg = tmp_path / "shared.yaml"
+    cfg.write_text(text)
+    proc = tcoupled("wave", "--config", str(cfg), timeout=30)
+    assert proc.returncode == 2
+    assert "points outside the run's directory" in proc.stderr
+    assert not (tmp_path.parent / "elsewhere").exists()
+
+
+def test_results_follow_the_umask(tmp_path):
+    import os
+
+    out = tmp_path / "o"
+    old = os.umask(0o027)  # inherited by the launched process
+    try:
+        proc = tcoupled("wave", "--steps", "2", "--grid", "9", "9", "--quiet",
+                        "--out", str(out), timeout=30)
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0
+    for name in ("results.h5", "summary.json", "run.log"):
+        assert (out / name).stat().st_mode & 0o777 == 0o640, name
+    assert out.stat().st_mode & 0o777 == 0o750
