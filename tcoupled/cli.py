@@ -35,6 +35,7 @@ COMMANDS = {
     "screen": ("tcoupled.commands.screen", "active-learning screen for high ionization energy"),
     "bench": ("tcoupled.commands.bench", "benchmarks against hardware limits and other tools"),
     "couple": ("tcoupled.commands.couple", "solver + DDP-trained CNN ensemble in one launch"),
+    "report": ("tcoupled.commands.report", "plots and report.md of a finished run directory"),
 }
 
 
@@ -148,9 +149,11 @@ def _run(module: Any, command: str, config: Any, comm: Any) -> int:
     try:
         return int(module.run(config, comm) or 0)
     except TcoupledError as exc:
-        if parallel:
+        # Raised on every rank at once (e.g. a collective NaN check): a clean exit.
+        # Raised on some ranks only: the others may wait forever, so abort them.
+        if parallel and getattr(exc, "ranks_raising", 0) != comm.Get_size():
             abort_with_message(comm, str(exc), exc.exit_code)
-        _fail(command, str(exc))
+        _fail(command, str(exc), 0 if comm is None else comm.Get_rank())
         return exc.exit_code
     except Exception:
         if parallel:

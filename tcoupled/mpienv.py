@@ -37,6 +37,7 @@ def abort_with_message(comm: Any, message: str, code: int = 1, role: str = "") -
     sys.stderr.write(f"tcoupled: error on {where}: {message}\n")
     sys.stderr.flush()
     comm.Abort(code)
+    os._exit(code)  # MPI_Abort may return before the launcher kills this process
 
 
 def print_traceback_and_abort(comm: Any, role: str = "") -> None:

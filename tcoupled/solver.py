@@ -17,6 +17,7 @@ from tcoupled.backends import cuda_device_count, resolve_backend
 from tcoupled.config import WaveConfig, grid_spacing
 from tcoupled.decomposition import Block, check_grid_fits
 from tcoupled.errors import PhysicsError
+from tcoupled.faults import inject
 from tcoupled.halo import HaloExchange
 from tcoupled.initial import initial_field
 from tcoupled.telemetry import PhaseTimer
@@ -46,8 +47,10 @@ class WaveSolver:
         A kernel backend object; default: resolved from ``config.kernel``.
     """
 
-    def __init__(self, config: WaveConfig, comm: Any, backend: Any = None) -> None:
+    def __init__(self, config: WaveConfig, comm: Any, backend: Any = None,
+                 check_every: int = 0) -> None:
         self.config = config
+        self.check_every = check_every
         device = "cuda" if config.kernel == "cupy" or (
             config.kernel == "auto" and cuda_device_count() > 0) else "cpu"
         self.backend = backend or resolve_backend(config.kernel, device)
@@ -111,6 +114,11 @@ class WaveSolver:
                 self._leapfrog()
             self.u, self.u_prev = self.u_prev, self.u
             self.steps_done += 1
+            if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
+                lx, ly = self.local_shape
+                self.u[1 + lx // 2, 1 + ly // 2] = float("nan")  # mid-block: stays local
+            if self.check_every and self.steps_done % self.check_every == 0:
+                self.check_finite()
 
     def _leapfrog(self) -> None:
         with self.timers.phase("halo"):
@@ -171,10 +179,21 @@ class WaveSolver:
         return self.cart.allreduce(local)
 
     def check_finite(self) -> None:
-        """Raise :class:`PhysicsError` naming the step and rank if the field is not finite."""
-        if not bool(self.xp.isfinite(self.field).all()):
-            raise PhysicsError(f"non-finite value in the field at step {self.steps_done} "
-                               f"on sim rank {self.cart.rank} (block at offset {self.offset})")
+        """Stop every sim rank if any block holds NaN or Inf (collective over the sim ranks).
+
+        Raises :class:`PhysicsError` on every sim rank, naming the step and the first
+        sim rank whose block is not finite.
+        """
+        finite = bool(self.xp.isfinite(self.field).all())
+        bad = self.cart.allgather(None if finite else (self.cart.rank, self.offset))
+        bad = [b for b in bad if b is not None]
+        if bad:
+            ranks = ", ".join(str(rank) for rank, _ in bad)
+            error = PhysicsError(f"non-finite value (NaN or Inf) in the field at step "
+                                 f"{self.steps_done} on sim rank(s) {ranks} (first block at "
+                                 f"offset {tuple(bad[0][1])}); the run was stopped")
+            error.ranks_raising = self.cart.Get_size()
+            raise error
 
     def gather(self, root: int = 0) -> np.ndarray | None:
         """Assemble the global ``u^n`` on ``root`` (a NumPy array); ``None`` elsewhere."""
@@ -188,8 +207,9 @@ class WaveSolver:
     def __enter__(self) -> WaveSolver:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:  # on an error, leave MPI alone: the job is being aborted
+            self.close()
 
 
 def _to_host(a: Any) -> np.ndarray:

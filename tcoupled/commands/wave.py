@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.config import WaveConfig, add_wave_arguments, wave_config_from_args
+from tcoupled.errors import ConfigError
 
 HELP = "run the 2D wave-equation solver over all ranks (accuracy and speed)"
 USES_MPI = True
@@ -23,6 +24,7 @@ class WaveRun:
     out: str
     quiet: bool
     kernel: str  # the backend ``--kernel`` resolved to on this machine
+    check_every: int = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_wave_arguments(parser)
     parser.add_argument("--out", default="runs/wave", help="output directory")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--check-every", type=int, default=50,
+                        help="stop the run if NaN/Inf appears, checked every N steps (0: never)")
 
 
 def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
@@ -44,8 +48,11 @@ def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     device = "cuda" if wave.kernel == "cupy" or (
         wave.kernel == "auto" and cuda_device_count() > 0) else "cpu"
     backend = resolve_backend(wave.kernel, device)
+    if args.check_every < 0:
+        raise ConfigError(f"--check-every must be non-negative, got {args.check_every}")
     prepare_out_dir(args.out)
-    return WaveRun(wave=wave, out=args.out, quiet=args.quiet, kernel=backend.name)
+    return WaveRun(wave=wave, out=args.out, quiet=args.quiet, kernel=backend.name,
+                   check_every=args.check_every)
 
 
 def run(config: WaveRun, comm: Any) -> int:
@@ -58,7 +65,7 @@ def run(config: WaveRun, comm: Any) -> int:
     wave = replace(config.wave, kernel=config.kernel)
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
     wall0 = time.perf_counter()
-    with WaveSolver(wave, comm) as solver:
+    with WaveSolver(wave, comm, check_every=config.check_every) as solver:
         log.info(f"wave: grid {wave.grid[0]}x{wave.grid[1]} on {comm.Get_size()} rank(s) "
                  f"({solver.dims[0]}x{solver.dims[1]}), kernel {solver.backend.name}, "
                  f"{wave.dtype}, dt {wave.dt:.6g}, {wave.steps} steps")
