@@ -33,7 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TAG_TASK, TAG_RESULT, TAG_STOP = 11, 12, 13
-POLL_S = 0.001  # sleep between probes: blocking MPI calls would spin a core
+POLL_S = 5e-4  # longest sleep between probes: blocking MPI calls would spin a core
+SPIN_S = 2e-4  # probe while yielding the core this long before sleeping
+FIRST_SLEEP_S = 2e-5  # then the first sleep; it grows by BACKOFF up to POLL_S
+BACKOFF = 1.5
 
 
 @dataclass
@@ -140,6 +143,29 @@ def _describe_exit(code: int) -> str:
     return f"exit status {code}"
 
 
+def wait_for_message(comm: Any, source: int, tag: int, status: Any) -> None:
+    """Return once a message from ``source`` with ``tag`` can be received (fills ``status``).
+
+    A blocking receive would busy-poll a core that the tasks need, and a fixed
+    sleep between probes adds up to that sleep to every task. So it probes and
+    yields the core (``sched_yield``: a runnable task or helper goes first) for
+    ``SPIN_S``, then sleeps from ``FIRST_SLEEP_S`` growing by ``BACKOFF`` up to
+    ``POLL_S``: a quick reply (a cheap task, the next task after a result) is
+    seen within microseconds, a late one within about a third of the time
+    waited (both sides wait, so the delays add up), and a long wait costs one
+    probe per ``POLL_S``.
+    """
+    spin_until = time.perf_counter() + SPIN_S
+    while time.perf_counter() < spin_until:
+        if comm.Iprobe(source=source, tag=tag, status=status):
+            return
+        os.sched_yield()
+    delay = FIRST_SLEEP_S
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        time.sleep(delay)
+        delay = min(BACKOFF * delay, POLL_S)
+
+
 def serve_worker(farm_comm: Any, task: str, timeout: float) -> None:
     """Worker loop: run tasks from rank 0 of ``farm_comm`` until told to stop."""
     from tcoupled.mpienv import init_mpi
@@ -150,8 +176,7 @@ def serve_worker(farm_comm: Any, task: str, timeout: float) -> None:
     status = mpi.Status()
     try:
         while True:
-            while not farm_comm.Iprobe(source=0, tag=mpi.ANY_TAG, status=status):
-                time.sleep(POLL_S)
+            wait_for_message(farm_comm, 0, mpi.ANY_TAG, status)
             message = farm_comm.recv(source=0, tag=status.Get_tag())
             if status.Get_tag() == TAG_STOP:
                 return
@@ -251,8 +276,7 @@ class Manager:
 
         mpi = init_mpi()
         status = mpi.Status()
-        while not self.comm.Iprobe(source=mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):
-            time.sleep(POLL_S)
+        wait_for_message(self.comm, mpi.ANY_SOURCE, TAG_RESULT, status)
         worker = status.Get_source()
         return worker, self.comm.recv(source=worker, tag=TAG_RESULT)
 

@@ -6,4 +6,5 @@ results with a ``rows`` list for the table) and ``plot(results, path)``.
 
 BENCHMARKS = {
     "stencil": "tcoupled.bench.stencil",
+    "farm": "tcoupled.bench.farm",
 }

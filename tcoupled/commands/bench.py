@@ -62,7 +62,8 @@ def run(config: BenchRun, comm: object = None) -> int:
         module = importlib.import_module(BENCHMARKS[name])
         print(f"bench {name}: running{' (quick)' if config.quick else ''} ...", flush=True)
         start = time.perf_counter()
-        results = module.run({"quick": config.quick, "devito": config.devito})
+        results = module.run({"quick": config.quick, "devito": config.devito,
+                              "out": config.out})
         results["seconds"] = time.perf_counter() - start
         results["quick"] = config.quick
         print("\n".join(module.table(results)), flush=True)

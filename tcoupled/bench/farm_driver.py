@@ -1,0 +1,233 @@
+"""One timed run of a task runner, launched by the ``farm`` benchmark; prints ``RESULT <json>``.
+
+Runners (the first argument):
+
+``farm``
+    the tcoupled MPI task farm over ``COMM_WORLD`` (run under ``mpiexec -n W+1``);
+``futures``
+    ``mpi4py.futures.MPIPoolExecutor`` (run as ``mpiexec -n W+1 python -m
+    mpi4py.futures -m tcoupled.bench.farm_driver futures ...``);
+``parsl``
+    Parsl's ``HighThroughputExecutor`` with ``W`` workers on this node, loopback only,
+    its run directory under ``--run-dir`` (run without ``mpiexec``);
+``helper``
+    the farm's helper process alone (``IsolatedRunner``, no MPI): the isolation's cost.
+
+Every runner first runs one warm-up task per worker (imports, helper start-up), then
+times the batch from the first submission to the last result. Tasks are wrapped so
+that each reports its own run time, measured inside the process that ran it; the
+runner's overhead is the worker time not spent inside tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tcoupled.farm import noop_task
+
+MODULE = "tcoupled.bench.farm_driver"
+TASK = f"{MODULE}:timed_task"
+# Small neutral closed-shell molecules for the xTB tasks (GFN2 ionization energies).
+MOLECULES = ["O", "N", "CO", "CC", "C=O", "CCO", "CC#N", "CC(C)=O", "OCCO", "C1CC1",
+             "CC(=O)O", "c1ccccc1"]
+WARMUP_MOLECULE = "C"
+
+MapBatch = Callable[[list], tuple[list[dict], int]]  # payloads -> (ok outcomes, n failed)
+
+
+def timed_task(payload: dict) -> dict:
+    """Run the farm's no-op task or the xTB ionization-energy task; report its own run time.
+
+    ``payload["kind"]`` is ``"noop"`` (:func:`tcoupled.farm.noop_task`) or ``"xtb"``
+    (:func:`tcoupled.chemistry.ie.ie_task`, GFN2 by default).
+    """
+    start = time.perf_counter()
+    if payload["kind"] == "xtb":
+        from tcoupled.chemistry.ie import ie_task
+
+        value = ie_task(payload)["ie_ev"]
+    else:
+        value = noop_task(payload)
+    return {"value": value, "seconds": time.perf_counter() - start}
+
+
+def payloads(kind: str, n_tasks: int) -> list[dict]:
+    """The batch of ``n_tasks`` payloads of ``kind`` (``noop`` or ``xtb``)."""
+    if kind == "noop":
+        return [{"kind": kind, "smiles": str(i)} for i in range(n_tasks)]
+    return [{"kind": kind, "smiles": MOLECULES[i % len(MOLECULES)], "method": "gfn2"}
+            for i in range(n_tasks)]
+
+
+def warmup_payloads(kind: str, n_workers: int) -> list[dict]:
+    """One cheap task per worker, run before the clock starts (imports, start-up)."""
+    if kind == "noop":
+        return payloads("noop", n_workers)
+    return [{"kind": kind, "smiles": WARMUP_MOLECULE, "method": "gfn2"}] * n_workers
+
+
+def task_function() -> Callable[[dict], dict]:
+    """:func:`timed_task` as an object importable by name (never from ``__main__``)."""
+    import importlib
+
+    return importlib.import_module(MODULE).timed_task
+
+
+def summarize(n_workers: int, wall_s: float, outcomes: list[dict], failed: int) -> dict:
+    """Throughput and overhead of one timed batch (``outcomes`` from :func:`timed_task`)."""
+    n_tasks = len(outcomes) + failed
+    task_s = sum(o["seconds"] for o in outcomes)
+    return {"workers": n_workers, "tasks": n_tasks, "failed": failed, "wall_s": wall_s,
+            "task_s": task_s, "tasks_per_s": n_tasks / wall_s,
+            "overhead_ms_per_task": 1e3 * max(n_workers * wall_s - task_s, 0.0) / n_tasks,
+            "values": [o["value"] for o in outcomes[:len(MOLECULES)]]}
+
+
+def measure(runner: str, n_workers: int, map_batch: MapBatch,
+            batches: list[tuple[str, int]], repeats: int) -> list[dict]:
+    """Warm up, then time each batch (no-op batches ``repeats`` times, keeping the best)."""
+    rows = []
+    for kind, n_tasks in batches:
+        map_batch(warmup_payloads(kind, n_workers))
+        runs = []
+        for _ in range(repeats if kind == "noop" else 1):
+            start = time.perf_counter()
+            outcomes, failed = map_batch(payloads(kind, n_tasks))
+            runs.append(summarize(n_workers, time.perf_counter() - start, outcomes, failed))
+        best = max(runs, key=lambda r: r["tasks_per_s"])
+        rows.append({"runner": runner, "task": kind, **best,
+                     "repeats_tasks_per_s": [r["tasks_per_s"] for r in runs]})
+    return rows
+
+
+def run_farm(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list | None:
+    """The MPI farm over ``COMM_WORLD``; the rows on rank 0, ``None`` elsewhere."""
+    from tcoupled import farm
+    from tcoupled.mpienv import init_mpi
+
+    farm_comm = init_mpi().COMM_WORLD.Dup()
+
+    def drive(manager: farm.Manager) -> list[dict]:
+        def map_batch(batch: list) -> tuple[list[dict], int]:
+            results = farm.map_tasks(manager, batch)
+            good = [r.value for r in results if r.status == "ok"]
+            return good, len(results) - len(good)
+
+        return measure("farm", len(manager.workers), map_batch, batches, repeats)
+
+    try:
+        return farm.run_farm(farm_comm, TASK, timeout, drive)
+    finally:
+        farm_comm.Free()
+
+
+def run_futures(batches: list[tuple[str, int]], repeats: int) -> list[dict]:
+    """``mpi4py.futures.MPIPoolExecutor`` on the other ranks of ``COMM_WORLD``."""
+    from mpi4py.futures import MPIPoolExecutor
+
+    func = task_function()
+    with MPIPoolExecutor() as executor:
+        return measure("mpi4py.futures", executor.num_workers,
+                       lambda batch: (list(executor.map(func, batch)), 0), batches, repeats)
+
+
+def parsl_config(n_workers: int, run_dir: str) -> Any:
+    """HTEX with ``n_workers`` local workers, listening on loopback only."""
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    executor = HighThroughputExecutor(
+        label="htex", address="127.0.0.1", loopback_address="127.0.0.1",
+        max_workers_per_node=n_workers, cores_per_worker=1, encrypted=False,
+        provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1,
+                               worker_init="export OMP_NUM_THREADS=1"))
+    return Config(executors=[executor], run_dir=run_dir, usage_tracking=0,
+                  initialize_logging=False, strategy="none")
+
+
+def run_parsl(batches: list[tuple[str, int]], repeats: int, n_workers: int,
+              run_dir: str) -> list[dict]:
+    """Parsl HTEX on the same tasks; shut down (workers, interchange) before returning."""
+    import os
+
+    import parsl
+    from parsl import python_app
+
+    # HTEX starts its interchange and worker pool by script name, from PATH.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                          os.environ.get("PATH", "")])
+    app = python_app(task_function(), executors=["htex"])
+    dfk = parsl.load(parsl_config(n_workers, run_dir))
+    try:
+        return measure("parsl-htex", n_workers,
+                       lambda batch: ([f.result() for f in [app(p) for p in batch]], 0),
+                       batches, repeats)
+    finally:
+        dfk.cleanup()
+        parsl.clear()
+
+
+def run_helper(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list[dict]:
+    """The farm's helper process alone (one pipe round trip per task, no MPI)."""
+    from tcoupled.farm import IsolatedRunner
+
+    runner = IsolatedRunner(TASK, timeout)
+
+    def map_batch(batch: list) -> tuple[list[dict], int]:
+        outcomes = [runner.run(p) for p in batch]
+        good = [value for status, value, _ in outcomes if status == "ok"]
+        return good, len(outcomes) - len(good)
+
+    try:
+        return measure("helper", 1, map_batch, batches, repeats)
+    finally:
+        runner.close()
+
+
+def parse_batches(text: str) -> list[tuple[str, int]]:
+    """``"noop:2000,xtb:12"`` -> ``[("noop", 2000), ("xtb", 12)]``."""
+    batches = []
+    for item in text.split(","):
+        kind, _, count = item.partition(":")
+        if kind not in ("noop", "xtb") or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"batch must be noop:N or xtb:N, got {item!r}")
+        batches.append((kind, int(count)))
+    return batches
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of the driver."""
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser.add_argument("runner", choices=["farm", "futures", "parsl", "helper"])
+    parser.add_argument("--batches", type=parse_batches, default=[("noop", 200)],
+                        help="kind:count,... with kind noop or xtb")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of no-op batches")
+    parser.add_argument("--workers", type=int, default=1, help="parsl only")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per task (farm, helper)")
+    parser.add_argument("--run-dir", default="runinfo", help="parsl's run directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the batches and print ``RESULT <json rows>`` (on rank 0 only under MPI)."""
+    args = parse(argv)
+    if args.runner == "farm":
+        rows = run_farm(args.batches, args.repeats, args.timeout)
+    elif args.runner == "futures":
+        rows = run_futures(args.batches, args.repeats)
+    elif args.runner == "parsl":
+        rows = run_parsl(args.batches, args.repeats, args.workers, args.run_dir)
+    else:
+        rows = run_helper(args.batches, args.repeats, args.timeout)
+    if rows is not None:
+        print("RESULT " + json.dumps(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
