@@ -87,7 +87,10 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
     The member's ranks are the whole torch world of this process. When they
     share a host, the rendezvous is a fresh :class:`FileStore` under ``scratch``
     (no listening socket); otherwise rank 0 starts a :class:`TCPStore` on a free
-    port of its host (or ``TCOUPLED_MASTER_ADDR``) and broadcasts the port.
+    port of its host (or ``TCOUPLED_MASTER_ADDR``, e.g. the address of the node's
+    high-speed interface) and broadcasts the port. ``TCOUPLED_RENDEZVOUS=file``
+    uses the FileStore across nodes too (the run directory must then be on a
+    file system all nodes share).
     """
     import datetime
 
@@ -96,8 +99,12 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
     rank, size = comm.Get_rank(), comm.Get_size()
     timeout = datetime.timedelta(seconds=timeout_s)
     hosts = comm.allgather(socket.gethostname())
-    if len(set(hosts)) == 1:
+    one_host = len(set(hosts)) == 1
+    if one_host:
         _gloo_on_loopback()
+    if one_host or env("RENDEZVOUS") == "file":
+        # a FileStore under the run directory: no listening socket at all (on a
+        # shared file system it also works across nodes: TCOUPLED_RENDEZVOUS=file)
         name = comm.bcast(f".torch-store-{uuid.uuid4().hex}" if rank == 0 else None)
         store: Any = dist.FileStore(str(Path(scratch) / name), size)
     else:
@@ -107,6 +114,6 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
         store = server or dist.TCPStore(host, port, size, False, timeout=timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     comm.Barrier()
-    if rank == 0 and len(set(hosts)) == 1:
+    if rank == 0 and (one_host or env("RENDEZVOUS") == "file"):
         Path(scratch, name).unlink(missing_ok=True)
     return dist.group.WORLD
