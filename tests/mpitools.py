@@ -27,7 +27,7 @@ def mpiexec_path() -> str:
     return found
 
 
-def test_env(extra: dict | None = None) -> dict:
+def job_env(extra: dict | None = None) -> dict:
     """Environment for launched jobs: one thread per rank, loopback only."""
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", UCX_NET_DEVICES="lo", MASTER_ADDR="127.0.0.1",
@@ -41,7 +41,7 @@ def run(cmd: list[str], timeout: float = 120, env: dict | None = None,
         cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own process group; kill the group on timeout and fail."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=test_env(env), cwd=cwd or REPO, start_new_session=True)
+                            env=job_env(env), cwd=cwd or REPO, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -88,7 +88,7 @@ def test_resume_after_kill_runs_nothing_twice(tmp_path):
     cmd = [mpiexec_path(), "-n", "2", sys.executable, "-m", "tcoupled", "screen", "--space",
            str(space), "--budget", "12", "--initial", "3", "--fp-cache", str(tmp_path),
            "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=mpitools.test_env(), start_new_session=True,
+    proc = subprocess.Popen(cmd, env=mpitools.job_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 90
