@@ -63,7 +63,19 @@ class CoupledRank:
         channel = open_channel(self.config.channel, ctx, spec)
         if self.trains:
             self.trainer = self._build_trainer()
+        if self.config.resume_cycle:
+            self._restore(self.config.resume_cycle)
         return channel
+
+    def _restore(self, cycle: int) -> None:
+        """Continue from this rank's part of the checkpoint after ``cycle`` cycles."""
+        from tcoupled.checkpoint import load_rank_state, restore_solver, restore_trainer
+
+        state = load_rank_state(self.config.out, cycle, self.world.Get_rank())
+        if self.solver is not None:
+            restore_solver(self.solver, state["solver"])
+        if self.trainer is not None:
+            self.digests.entries = restore_trainer(self.trainer, state["trainer"])
 
     @property
     def member(self) -> int:
@@ -99,22 +111,45 @@ class CoupledRank:
     # -- the coupled loop -------------------------------------------------------------
     def _loop(self, channel: Any) -> None:
         config, info = self.config, self.layout.info
-        schedule = Schedule(config.division, config.cycles, config.sim_steps)
+        first = config.resume_cycle
+        schedule = Schedule(config.division, config.cycles, config.sim_steps, first)
+        left = config.cycles - first
+        hook = CycleProgress(self, first)
         if self.inproc:
             sender = channel.sender(())
-            receiver = channel.receiver(info.rank, self.specs[info.rank], config.cycles)
+            receiver = channel.receiver(info.rank, self.specs[info.rank], left)
             self.endpoints = [sender, receiver]
             run_inproc_cycles(self.solver, sender, receiver, schedule, info.role_index,
-                              self._train, self.digests, self.timer)
+                              self._train, self.digests, self.timer, hook)
         elif self.layout.role == "sim":
             sender = channel.sender(info.feeds)
             self.endpoints = [sender]
-            run_sim_cycles(self.solver, sender, schedule, self.timer)
+            run_sim_cycles(self.solver, sender, schedule, self.timer, hook)
         else:
-            receivers = [channel.receiver(s, self.specs[s], config.cycles) for s in info.sources]
+            receivers = [channel.receiver(s, self.specs[s], left) for s in info.sources]
             self.endpoints = receivers
             sim_indices = [self.layout.plan.ranks[s].role_index for s in info.sources]
-            run_train_cycles(receivers, sim_indices, config.cycles, self._train, self.digests)
+            run_train_cycles(receivers, sim_indices, config.cycles, self._train, self.digests,
+                             first, hook)
+
+    def checkpoint(self, done: int) -> None:
+        """Save this rank's state after ``done`` cycles (see :mod:`tcoupled.checkpoint`)."""
+        from tcoupled.checkpoint import save_rank_state, solver_state, trainer_state
+
+        state: dict = {"cycle": done}
+        with self.timer.phase("checkpoint"):
+            if self.solver is not None:
+                state["solver"] = solver_state(self.solver)
+            if self.trainer is not None:
+                state["trainer"] = trainer_state(self.trainer, self.digests.entries)
+            save_rank_state(self.config.out, done, self.world.Get_rank(), state)
+
+    @property
+    def leads(self) -> bool:
+        """Whether this rank prints progress: rank 0 of the sim ranks or of a member."""
+        if self.trains:
+            return self.member_comm.Get_rank() == 0
+        return self.layout.role_comm.Get_rank() == 0
 
     def run(self) -> dict:
         """Set up, run the cycles, roll out, and return this rank's record."""
@@ -152,8 +187,9 @@ class CoupledRank:
         held_out = self._held_out()
         sim0 = self.layout.plan.of_role("sim")[0].rank
         start, truth = self.world.bcast(held_out, root=sim0)
+        fields = {"start": start, "truth": truth[-1] if truth else None}
         if self.trainer is None:
-            return {}
+            return {"fields": fields} if self.world.Get_rank() == 0 else {}
         from tcoupled.mpienv import init_mpi
         from tcoupled.training.trainer import relative_l2, rollout
 
@@ -167,12 +203,14 @@ class CoupledRank:
         comm.Allreduce(MPI.IN_PLACE, high, op=MPI.MAX)
         comm.Allreduce(MPI.IN_PLACE, low, op=MPI.MIN)
         if comm.Get_rank() != 0:
-            return {}
+            return {"fields": fields} if self.world.Get_rank() == 0 else {}
         predicted = rollout(self.trainer.model, start, self.config.rollout,
                             self.trainer.device)
         return {"leader": True, "losses": (losses / comm.Get_size()).tolist(),
-                "param_spread": float(np.max(high - low)),
-                "rollout_rel_l2": relative_l2(predicted, truth)}
+                "param_spread": float(np.max(high - low)), "parameters": flat,
+                "prediction": predicted[-1] if predicted else None,
+                "rollout_rel_l2": relative_l2(predicted, truth),
+                **({"fields": fields} if self.world.Get_rank() == 0 else {})}
 
     def _record(self, wall: float) -> dict:
         phases = dict(self.timer.as_dict())
@@ -186,6 +224,31 @@ class CoupledRank:
                 "bytes_copied": sum(e.bytes_copied for e in self.endpoints),
                 "handoffs": sum(r.received for r in receivers),
                 "digests": self.digests.entries}
+
+
+class CycleProgress:
+    """Called after each finished cycle: checkpoint when due, one progress line if leader."""
+
+    def __init__(self, rank: CoupledRank, first: int) -> None:
+        self.rank, self.first = rank, first
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        """Run after cycle ``done - 1`` finished on this rank."""
+        config = self.rank.config
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            self.rank.checkpoint(done)
+        if not self.rank.leads:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / (done - self.first) * (config.cycles - done)
+        if self.rank.trains:
+            loss = self.rank.trainer.losses[-1] if self.rank.trainer.losses else float("nan")
+            who, what = f"train m{self.rank.member}", f"loss {loss:.3e}"
+        else:
+            who, what = "sim", f"step {self.rank.solver.steps_done}"
+        self.rank.log.info(f"{who}: cycle {done}/{config.cycles}, {what}, "
+                           f"elapsed {elapsed:.1f} s, ETA {eta:.1f} s")
 
 
 # -- summary on rank 0 ---------------------------------------------------------------
@@ -206,7 +269,8 @@ def time_breakdown(records: list[dict]) -> dict:
 
 
 def coupling_overhead(records: list[dict]) -> float:
-    """Fraction of all ranks' wall time spent neither solving nor training."""
+    """Fraction of the sim and train ranks' wall time spent neither solving nor training."""
+    records = [r for r in records if r["role"] != "farm"]
     wall = sum(r["wall_s"] for r in records)
     useful = sum(r["phases"].get(name, 0.0) for r in records for name in SOLVING + TRAINING)
     return max(0.0, 1.0 - useful / wall) if wall > 0 else 0.0
@@ -235,6 +299,10 @@ def _members(config: Any, records: list[dict]) -> list[dict]:
 
 def build_summary(config: Any, records: list[dict]) -> dict:
     """Return the key figures of a coupled run (stable key names; see the README)."""
+    from tcoupled.farm_role import farm_phases, farm_summary
+
+    farm_phases(records)
+    everyone, records = records, [r for r in records if r["role"] != "farm"]
     digests = _member_digests(records)
     handoffs = sum(r["handoffs"] for r in records)
     handoff_s = sum(r["phases"].get("handoff", 0.0) for r in records)
@@ -252,10 +320,19 @@ def build_summary(config: Any, records: list[dict]) -> dict:
         "data_digest": digests[0], "member_digests_agree": len(set(digests.values())) == 1,
         "members": _members(config, records),
         "rollout_rel_l2": [r["rollout_rel_l2"] for r in leaders],
-        "time_breakdown": time_breakdown(records),
+        "time_breakdown": time_breakdown(everyone),
         "coupling_overhead": coupling_overhead(records),
-        "wall_s": max(r["wall_s"] for r in records),
+        "wall_s": max(r["wall_s"] for r in everyone),
+        "farm_ranks": config.farm_ranks, "farm": farm_summary(everyone),
+        "resumed_from_cycle": config.resume_cycle,
+        "checkpoints": _checkpoints(config),
     }
+
+
+def _checkpoints(config: Any) -> list[int]:
+    from tcoupled.checkpoint import complete_cycles
+
+    return complete_cycles(config.out, config.sim_ranks + config.train_ranks)
 
 
 def config_dict(config: Any) -> dict:
@@ -264,7 +341,22 @@ def config_dict(config: Any) -> dict:
 
     data = asdict(config)
     data["members"] = [m.as_dict() for m in config.members]
+    data["farm"] = asdict(config.farm) if config.farm is not None else None
     return data
+
+
+def _write_fields(h5: Any, records: list[dict]) -> None:
+    """Held-out fields: the solver's start and last rollout state, each member's prediction."""
+    fields = next((r["fields"] for r in records if r.get("fields")), None)
+    if fields is None:
+        return
+    group = h5.create_group("fields")
+    group.attrs["description"] = ("held-out solver fields (global arrays): 'start' is where "
+                                  "the rollout begins, 'truth' the solver after --rollout "
+                                  "steps; members/N/prediction is the surrogate's")
+    for name, value in fields.items():
+        if value is not None:
+            group[name] = np.asarray(value)
 
 
 def write_outputs(config: Any, records: list[dict], log: Any) -> dict:
@@ -280,6 +372,12 @@ def write_outputs(config: Any, records: list[dict], log: Any) -> dict:
             losses = next(r["losses"] for r in records
                           if r.get("leader") and r["member"] == member["member"])
             group["loss"] = np.asarray(losses)
+            leader = next(r for r in records
+                          if r.get("leader") and r["member"] == member["member"])
+            group["parameters"] = np.asarray(leader["parameters"])
+            if leader.get("prediction") is not None:
+                group["prediction"] = np.asarray(leader["prediction"])
+        _write_fields(h5, records)
     write_summary(config.out, summary)
     log.info(f"couple: {config.division} division, channel {config.channel}, "
              f"{config.sim_ranks} sim + {config.train_ranks} train rank(s), "

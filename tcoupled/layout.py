@@ -277,3 +277,14 @@ class Layout:
         for comm in (self.role_comm, self.member_comm, self.node_comm):
             if comm is not None:
                 comm.Free()
+
+
+def split_coupled(world: Any, counts: RoleCounts) -> Any:
+    """Split ``world`` into the coupled ranks (sim and train) and the farm ranks.
+
+    Returns this rank's part: the sim+train communicator or the farm's. Farm
+    ranks come last in every order, so a sim or train rank keeps its world rank
+    in the coupled communicator and a :class:`Layout` built on it is unchanged.
+    """
+    farm = world.Get_rank() >= counts.sim + counts.train
+    return world.Split(1 if farm else 0, world.Get_rank())

@@ -37,6 +37,15 @@ class Schedule:
     division: str
     cycles: int
     sim_steps: int
+    first: int = 0  # cycles already done (a resumed run starts here)
+
+
+#: ``on_cycle(done)`` runs after a rank has finished cycle ``done - 1`` (checkpoint, progress)
+CycleHook = Callable[[int], None]
+
+
+def _no_hook(done: int) -> None:
+    """Default :data:`CycleHook`: nothing to do."""
 
 
 def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer) -> None:
@@ -54,14 +63,16 @@ def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer) -> None:
             slot[i][...] = solver.field
 
 
-def run_sim_cycles(solver: Any, sender: Any, schedule: Schedule, timer: PhaseTimer) -> None:
-    """Run the sim rank's side: produce ``cycles`` slots, staggered or concurrent."""
-    for _ in range(schedule.cycles):
+def run_sim_cycles(solver: Any, sender: Any, schedule: Schedule, timer: PhaseTimer,
+                   on_cycle: CycleHook = _no_hook) -> None:
+    """Run the sim rank's side: produce the slots, staggered or concurrent."""
+    for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
         fill_slot(solver, slot, schedule.sim_steps, timer)
         sender.publish()
         if schedule.division == "time":
             sender.wait_released()
+        on_cycle(cycle + 1)
     sender.close()
 
 
@@ -90,24 +101,26 @@ def combine_digests(entries: Sequence[tuple[int, int, str]]) -> str:
 
 
 def run_train_cycles(receivers: Sequence[Any], sim_indices: Sequence[int], cycles: int,
-                     train: TrainStep, log: DigestLog) -> None:
+                     train: TrainStep, log: DigestLog, first: int = 0,
+                     on_cycle: CycleHook = _no_hook) -> None:
     """Run the train rank's side: receive one slot per source each cycle, train, release."""
-    for cycle in range(cycles):
+    for cycle in range(first, cycles):
         tensors = [receiver.receive() for receiver in receivers]
         for sim_index, tensor in zip(sim_indices, tensors, strict=True):
             log.add(cycle, sim_index, tensor)
         train(tensors)
         for receiver in receivers:
             receiver.release()
+        on_cycle(cycle + 1)
     for receiver in receivers:
         receiver.close()
 
 
 def run_inproc_cycles(solver: Any, sender: Any, receiver: Any, schedule: Schedule,
                       sim_index: int, train: TrainStep, log: DigestLog,
-                      timer: PhaseTimer) -> None:
+                      timer: PhaseTimer, on_cycle: CycleHook = _no_hook) -> None:
     """Sim and train in one process, taking turns (time division, ``inproc``)."""
-    for cycle in range(schedule.cycles):
+    for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
         fill_slot(solver, slot, schedule.sim_steps, timer)
         sender.publish()
@@ -115,5 +128,6 @@ def run_inproc_cycles(solver: Any, sender: Any, receiver: Any, schedule: Schedul
         log.add(cycle, sim_index, tensor)
         train([tensor])
         receiver.release()
+        on_cycle(cycle + 1)
     receiver.close()
     sender.close()

@@ -40,20 +40,24 @@ class PhaseTimer:
 
 
 def setup_logging(out_dir: str | Path | None = None, rank: int = 0,
-                  quiet: bool = False) -> logging.Logger:
-    """Log progress to stdout (rank 0 only, unless ``quiet``) and to ``out_dir/run.log``.
+                  quiet: bool = False, leader: bool | None = None) -> logging.Logger:
+    """Log progress to stdout (unless ``quiet``) and to ``out_dir/run.log``.
 
-    Only rank 0 writes the log file, so the file is never interleaved.
+    Only leaders log: rank 0 by default, or whoever ``leader`` says (``couple``
+    makes rank 0 of each role a leader). Each message is one line, written with
+    one ``write`` in append mode, so the leaders' lines never tear in the shared
+    log file or in a PBS log.
     """
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if rank == 0 and not quiet:
+    leads = rank == 0 if leader is None else leader
+    if leads and not quiet:
         stream = logging.StreamHandler(sys.stdout)
         stream.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(stream)
-    if rank == 0 and out_dir is not None:
+    if leads and out_dir is not None:
         from tcoupled.store import LOG_FILE
 
         handler = logging.FileHandler(Path(out_dir) / LOG_FILE)
