@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Optional system programs used by some tests: shellcheck (lints run/) and the `xtb`
+# Optional system programs used by some tests: shellcheck (lints run/), redis-server (the
+# staging comparison of `bench channels`) and the `xtb`
 # program (Debian package `xtb`, cross-checks the IPEA ionization energies). Installs with apt-get when run
 # as root on Debian/Ubuntu; otherwise prints what to install. Tests that need a
 # missing program are skipped.
 set -uo pipefail
-packages=(xtb shellcheck)
+packages=(xtb shellcheck redis-server)
 missing=()
 for p in "${packages[@]}"; do
     command -v "${p}" >/dev/null 2>&1 || missing+=("${p}")

@@ -6,5 +6,8 @@ results with a ``rows`` list for the table) and ``plot(results, path)``.
 
 BENCHMARKS = {
     "stencil": "tcoupled.bench.stencil",
+    "channels": "tcoupled.bench.channels",
+    "ddp": "tcoupled.bench.ddp",
     "farm": "tcoupled.bench.farm",
+    "model": "tcoupled.bench.model",
 }

@@ -95,6 +95,7 @@ class FileChannel(Channel):
         if ctx.staging_dir is None:
             raise TcoupledError("file channel needs a staging folder")
         Path(ctx.staging_dir).mkdir(parents=True, exist_ok=True)
+        import h5py  # noqa: F401 - pay the import (~0.1 s) here, not in the first timed handoff
 
     def sender(self, feeds: tuple[int, ...]) -> FileSender:
         """Sender writing one file per cycle."""

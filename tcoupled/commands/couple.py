@@ -44,6 +44,12 @@ class CoupleRun:
     ppn: int | None
     out: str
     quiet: bool
+    farm_ranks: int = 0
+    farm: Any = None  # FarmConfig of the farm ranks, None without them
+    checkpoint_every: int = 0
+    resume_cycle: int = 0  # cycles done by the run being resumed
+    dry_run: bool = False
+    report: bool = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="sim ranks (default: the ranks left by --train-ranks)")
     g.add_argument("--train-ranks", type=int, default=0,
                    help="train ranks (0: the sim ranks train themselves, inproc)")
-    g.add_argument("--division", default="time", help=f"one of {', '.join(DIVISIONS)}")
+    g.add_argument("--division", default="time",
+                   help=f"one of {', '.join(DIVISIONS)}, auto (the cost model's choice)")
     g.add_argument("--channel", default=None,
                    help=f"one of {', '.join(CHANNEL_NAMES)} (default: inproc or shm for "
                         "time division, mpi for space division)")
@@ -79,6 +86,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "share memory before starting (default: detected at run time)")
     g.add_argument("--out", default="runs/couple", help="output directory")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the farm role's flags and checkpoint/resume/report flags."""
+    g = parser.add_argument_group("farm (xTB screen beside the coupled run)")
+    g.add_argument("--farm-ranks", type=int, default=0,
+                   help="farm ranks: rank 0 of them learns, the others run xTB (0: no farm)")
+    g.add_argument("--farm-space", default="qm9", help="'qm9' or a file of SMILES")
+    g.add_argument("--farm-budget", type=int, default=8, help="molecules to simulate")
+    g.add_argument("--farm-initial", type=int, default=4,
+                   help="random molecules before the model steers")
+    g.add_argument("--farm-policy", default="greedy", help="greedy, ucb or random")
+    g.add_argument("--farm-method", default="gfn2", choices=("gfn2", "ipea"), help="IE method")
+    g.add_argument("--farm-task", default="ie", choices=("ie", "noop"),
+                   help="'noop' replaces xTB by a no-op")
+    g = parser.add_argument_group("run")
+    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save solver, model and optimizer state every N cycles (0: never)")
+    g.add_argument("--resume", default="", metavar="DIR",
+                   help="continue the killed run in DIR from its last checkpoint")
+    g.add_argument("--dry-run", action="store_true",
+                   help="validate, print the configuration and layout, and stop")
+    g.add_argument("--no-report", action="store_true",
+                   help="do not write the report (plots, report.md) at the end")
 
 
 def _positive(args: argparse.Namespace, *flags: str) -> None:
@@ -126,26 +158,48 @@ def _check_nodes(plan: Any, division: str, channel: str) -> None:
                                   f"{info.rank} (train) on node {node[info.rank]}")
 
 
+def _auto_division(args: argparse.Namespace, sim: int) -> str:
+    """``--division auto``: the division the cost model predicts faster; prints why."""
+    from tcoupled.costmodel import Workload, choose_division
+    from tcoupled.training.ensemble import member_params
+
+    workload = Workload(wave_config_from_args(args), sim, args.train_ranks,
+                        member_params(args.ensemble, args.kernel_sizes, args.lr,
+                                      args.cnn_width),
+                        args.sim_steps, args.train_iters, args.cycles, args.batch_size,
+                        args.placement)
+    division, why = choose_division(workload, args.channel)
+    if not args.quiet:
+        print(f"couple: --division auto -> {division}: {why}", flush=True)
+    return division
+
+
 def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     """Validate every flag (rank 0), before any rank starts work."""
     from tcoupled.layout import RoleCounts, plan_ranks
     from tcoupled.mpienv import init_mpi
     from tcoupled.solver import check_grid_fits
-    from tcoupled.store import prepare_out_dir
     from tcoupled.training.ensemble import member_params
 
+    if args.resume:
+        from tcoupled.resume import resumed_args
+
+        args = resumed_args(args, add_arguments, args.resume, RESUME_CHANGEABLE)
     _positive(args, "sim_steps", "train_iters", "cycles", "ensemble")
     if args.rollout < 0 or args.batch_size < 0:
         raise ConfigError(f"--rollout and --batch-size must be >= 0, got {args.rollout} and "
                           f"{args.batch_size}")
     if args.train_ranks < 0:
         raise ConfigError(f"--train-ranks must be non-negative, got {args.train_ranks}")
-    sim = world_size - args.train_ranks if args.sim_ranks is None else args.sim_ranks
+    sim = (world_size - args.train_ranks - args.farm_ranks if args.sim_ranks is None
+           else args.sim_ranks)
+    if args.division == "auto":
+        args.division = _auto_division(args, sim)
     channel = _resolve_channel(args.division, args.channel, args.train_ranks)
     if args.train_ranks == 0 and args.ensemble > 1:
         raise ConfigError(f"--ensemble {args.ensemble} is larger than the train ranks: with "
                           "--train-ranks 0 the sim ranks train one member")
-    counts = RoleCounts(sim=sim, train=args.train_ranks)
+    counts = RoleCounts(sim=sim, train=args.train_ranks, farm=args.farm_ranks)
     counts.check_world(world_size)
     plan = plan_ranks(counts, args.ppn, 0, args.placement, args.ensemble)
     _check_nodes(plan, args.division, channel)
@@ -153,41 +207,168 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     wave = replace(wave_config_from_args(args), steps=steps)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(sim, 2)))
     members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
-    prepare_out_dir(args.out)
+    farm = _farm_config(args)
+    resume_cycle = _prepare_run(args, sim + args.train_ranks)
     return CoupleRun(wave=wave, sim_ranks=sim, train_ranks=args.train_ranks,
                      division=args.division, channel=channel, sim_steps=args.sim_steps,
                      train_iters=args.train_iters, cycles=args.cycles, ensemble=args.ensemble,
                      members=members, batch_size=args.batch_size, rollout=args.rollout,
-                     placement=args.placement, ppn=args.ppn, out=args.out, quiet=args.quiet)
+                     placement=args.placement, ppn=args.ppn, out=args.out, quiet=args.quiet,
+                     farm_ranks=args.farm_ranks, farm=farm,
+                     checkpoint_every=args.checkpoint_every, resume_cycle=resume_cycle,
+                     dry_run=args.dry_run, report=not args.no_report)
+
+
+#: flags that may differ from the stored run with ``--resume``
+RESUME_CHANGEABLE = ("quiet", "checkpoint_every", "dry_run", "no_report")
+
+
+def _farm_config(args: argparse.Namespace) -> Any:
+    """Validate the farm's flags; return its FarmConfig (``None`` without farm ranks)."""
+    from pathlib import Path
+
+    from tcoupled.active import POLICIES
+    from tcoupled.farm_role import FARM_DIR, FarmConfig
+
+    if args.farm_ranks < 0:
+        raise ConfigError(f"--farm-ranks must be non-negative, got {args.farm_ranks}")
+    if args.farm_ranks == 0:
+        return None
+    if args.farm_budget < 1 or args.farm_initial < 0:
+        raise ConfigError(f"--farm-budget must be >= 1 and --farm-initial >= 0, got "
+                          f"{args.farm_budget} and {args.farm_initial}")
+    if args.farm_policy not in POLICIES:
+        raise ConfigError(f"--farm-policy must be one of {', '.join(POLICIES)}, "
+                          f"got {args.farm_policy!r}")
+    _check_space(args.farm_space, args.farm_task)
+    return FarmConfig(out=str(Path(args.out) / FARM_DIR), space=args.farm_space,
+                      budget=args.farm_budget, initial=min(args.farm_initial, args.farm_budget),
+                      policy=args.farm_policy, method=args.farm_method, task=args.farm_task,
+                      seed=args.seed, resume=bool(args.resume))
+
+
+def _check_space(space: str, task: str) -> None:
+    from tcoupled.commands.ie import check_engine
+    from tcoupled.space import load_smiles_file, qm9_data_dir
+
+    if space == "qm9":
+        qm9_data_dir()
+    else:
+        load_smiles_file(space)
+    if task == "ie":
+        check_engine("tblite")
+
+
+def _prepare_run(args: argparse.Namespace, coupled_ranks: int) -> int:
+    """Create the run directory and store the flags; return the cycle to resume from."""
+    from pathlib import Path
+
+    from tcoupled.checkpoint import latest_complete
+    from tcoupled.resume import store_args
+    from tcoupled.store import prepare_out_dir
+
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.resume:
+        return latest_complete(args.resume, coupled_ranks)
+    prepare_out_dir(args.out)
+    if not args.dry_run:
+        import shutil
+
+        from tcoupled.checkpoint import CHECKPOINT_DIR
+
+        shutil.rmtree(Path(args.out) / CHECKPOINT_DIR, ignore_errors=True)  # a new run
+        store_args(args.out, args)
+    return 0
 
 
 def run(config: CoupleRun, comm: Any) -> int:
-    """Lay out the ranks, couple solver and trainers, report on rank 0."""
+    """Lay out the ranks; run the coupled roles and the farm side by side; report on rank 0."""
+    from tcoupled.layout import RoleCounts, split_coupled
+
+    if config.dry_run:
+        if comm.Get_rank() == 0:
+            print("\n".join(describe(config)))
+        return 0
+    counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
+    part = split_coupled(comm, counts)
+    in_farm = comm.Get_rank() >= config.sim_ranks + config.train_ranks
+    layout, problem = (None, None) if in_farm else _coupled_layout(config, part)
+    problem = comm.bcast(problem, root=0)
+    if problem is None:
+        record = _run_role(config, comm, part, layout, in_farm)
+        records = comm.gather(record, root=0)
+        if comm.Get_rank() == 0:
+            _finish(config, records)
+        comm.Barrier()
+    elif comm.Get_rank() == 0:
+        import sys
+
+        sys.stderr.write(f"tcoupled couple: error: {problem}\n")
+    if layout is not None:
+        layout.free()
+    part.Free()
+    return 0 if problem is None else 2
+
+
+def _coupled_layout(config: CoupleRun, comm: Any) -> tuple[Any, str | None]:
+    """Build the sim/train layout on the coupled ranks and check colocation (collective)."""
     from tcoupled.layout import Layout, RoleCounts
-    from tcoupled.telemetry import setup_logging
 
     layout = Layout.create(comm, RoleCounts(config.sim_ranks, config.train_ranks),
                            config.placement, max(config.ensemble, 1))
-    reason = _colocation_problem(config, layout)
-    if reason is not None:
-        if comm.Get_rank() == 0:
-            import sys
+    return layout, _colocation_problem(config, layout)
 
-            sys.stderr.write(f"tcoupled couple: error: {reason}\n")
-        layout.free()
-        return 2
-    log = setup_logging(config.out, comm.Get_rank(), config.quiet)
+
+def _run_role(config: CoupleRun, world: Any, part: Any, layout: Any, in_farm: bool) -> dict:
+    """Run this rank's role (farm, or sim/train) and return its record."""
+    from tcoupled.telemetry import setup_logging
+
+    if in_farm:
+        from tcoupled.farm_role import run_farm_role
+
+        log = setup_logging(config.out, world.Get_rank(), config.quiet,
+                            leader=part.Get_rank() == 0)
+        return run_farm_role(config.farm, part, log)
     from tcoupled.coupling import CoupledRank
 
-    record = CoupledRank(config, layout, log).run()
-    records = comm.gather(record, root=0)
-    if comm.Get_rank() == 0:
-        from tcoupled.coupling import write_outputs
+    coupled = CoupledRank(config, layout, None)
+    log = setup_logging(config.out, world.Get_rank(), config.quiet,
+                        leader=coupled.leads or world.Get_rank() == 0)
+    if world.Get_rank() == 0:
+        for line in describe(config):
+            log.info(line)
+    coupled.log = log
+    return coupled.run()
 
-        write_outputs(config, records, log)
-    comm.Barrier()
-    layout.free()
-    return 0
+
+def _finish(config: CoupleRun, records: list[dict]) -> None:
+    """Rank 0: write ``results.h5`` and ``summary.json``, then the report."""
+    from tcoupled.coupling import write_outputs
+    from tcoupled.telemetry import get_logger
+
+    log = get_logger()
+    write_outputs(config, records, log)
+    if config.report:
+        from tcoupled.report import write_report
+
+        path = write_report(config.out)
+        log.info(f"report: {path}")
+
+
+def describe(config: CoupleRun) -> list[str]:
+    """The resolved configuration and the rank layout, one line each (printed at start)."""
+    from tcoupled.commands.plan import format_plan
+    from tcoupled.coupling import config_dict
+    from tcoupled.layout import RoleCounts, plan_ranks
+    from tcoupled.store import to_json
+
+    lines = ["couple: resolved configuration"]
+    for key, value in sorted(config_dict(config).items()):
+        lines.append(f"  {key}: {to_json(value)}")
+    counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
+    plan = plan_ranks(counts, config.ppn, 0, config.placement, config.ensemble)
+    return lines + format_plan(plan, rows=16)
 
 
 def _colocation_problem(config: CoupleRun, layout: Any) -> str | None:

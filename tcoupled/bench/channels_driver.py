@@ -1,0 +1,129 @@
+"""Two-rank driver of ``bench channels``: handoff cost of shm, mpi and file, and MPI ping-pong.
+
+Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
+--staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
+time-division cycle of the channel protocol with a one-field float32 slot:
+``acquire`` + ``publish`` on rank 0, ``receive`` + ``release`` on rank 1, until rank 0
+has the release back -- write and read, as a user's staging would do. The MPI
+library's own ping-pong (``Send``/``Recv`` there and back, plain NumPy buffers) runs
+in the same job. Rank 0 prints ``RESULT {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from tcoupled.bench.launch import print_result
+
+CHANNELS = ("shm", "mpi", "file")
+DTYPE = "float32"
+WARMUP = 2
+
+
+def repeats_for(nbytes: int, min_time: float, bytes_per_s: float = 1e9,
+                most: int = 200) -> int:
+    """Timed repeats that last about ``min_time`` at ``bytes_per_s`` (3 to ``most``).
+
+    Fixed from the size alone, so both ranks agree without a message (the ``mpi``
+    receiver pre-posts its receives and must know the count up front).
+    """
+    estimate = 3e-5 + nbytes / bytes_per_s
+    return int(min(most, max(3, min_time / estimate)))
+
+
+def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
+    """Run ``cycles`` handoffs; rank 0 returns the seconds of each one."""
+    times = []
+    for _ in range(cycles):
+        if rank == 0:
+            start = time.perf_counter()
+            endpoint.acquire()
+            endpoint.publish()
+            endpoint.wait_released()
+            times.append(time.perf_counter() - start)
+        else:
+            endpoint.receive()
+            endpoint.release()
+    return times
+
+
+def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
+                    min_time: float) -> dict | None:
+    """Median seconds per handoff of an ``n x n`` field through channel ``name``."""
+    from tcoupled.channels import ChannelContext, SlotSpec, open_channel
+
+    rank = world.Get_rank()
+    spec = SlotSpec(1, (n, n), DTYPE)
+    ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging)
+    channel = open_channel(name, ctx, spec if rank == 0 else None)
+    speed = 2e8 if name == "file" else 2e9
+    total = WARMUP + repeats_for(spec.nbytes, min_time, speed)
+    endpoint = channel.sender((1,)) if rank == 0 else channel.receiver(0, spec, total)
+    times = _handoff_loop(rank, endpoint, total)[WARMUP:]
+    endpoint.close()
+    copied = world.gather(endpoint.bytes_copied, root=0)
+    world.Barrier()
+    channel.close()
+    if rank != 0:
+        return None
+    return {"channel": name, "n": n, "bytes": spec.nbytes,
+            "seconds": statistics.median(times), "best_seconds": min(times),
+            "repeats": len(times), "bytes_copied_per_handoff": sum(copied) / total}
+
+
+def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
+    """Best one-way time and bandwidth of the MPI library's ping-pong on ``n x n`` float32."""
+    rank = world.Get_rank()
+    buffer = np.zeros((n, n), dtype=DTYPE)
+    total = WARMUP + repeats_for(2 * buffer.nbytes, min_time, 2e9)
+    times = []
+    for _ in range(total):
+        start = time.perf_counter()
+        if rank == 0:
+            world.Send(buffer, dest=1, tag=11)
+            world.Recv(buffer, source=1, tag=12)
+        else:
+            world.Recv(buffer, source=0, tag=11)
+            world.Send(buffer, dest=0, tag=12)
+        times.append((time.perf_counter() - start) / 2)
+    times = times[WARMUP:]
+    if rank != 0:
+        return None
+    one_way = min(times)
+    return {"n": n, "bytes": buffer.nbytes, "seconds": one_way,
+            "median_seconds": statistics.median(times), "GBps": buffer.nbytes / one_way / 1e9}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every channel and the ping-pong at every size; print the result."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", required=True)
+    parser.add_argument("--staging", required=True)
+    parser.add_argument("--min-time", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    from tcoupled.mpienv import init_mpi
+
+    MPI = init_mpi()
+    world = MPI.COMM_WORLD
+    if world.Get_size() != 2:
+        raise SystemExit(f"channels_driver needs 2 ranks, got {world.Get_size()}")
+    node_comm = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+    rows, pings = [], []
+    for n in args.sizes:
+        pings.append(ping_pong(world, n, args.min_time))
+        for name in CHANNELS:
+            rows.append(channel_handoff(world, node_comm, name, n, args.staging,
+                                        args.min_time))
+    node_comm.Free()
+    if world.Get_rank() == 0:
+        print_result({"rows": rows, "ping_pong": pings, "library": MPI.Get_library_version()
+                      .splitlines()[0].strip()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Driver of ``bench ddp``: CNN training throughput on every rank of one launch.
+
+Run as ``mpiexec -n P python -m mpi4py -m tcoupled.bench.ddp_driver --n 256 --batch 4
+--iters 10``. Each rank trains the surrogate CNN (Conv2d 1->8->16->8->1, kernel 5) on
+its own batch of ``batch`` random ``n x n`` float32 pairs; with ``P > 1`` the ranks are
+one DDP group (gloo, gradients averaged by the timed allreduce hook of
+:class:`~tcoupled.training.trainer.Trainer`). Rank 0 prints ``RESULT {json}``:
+samples per second over all ranks and the share of the time spent in allreduce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+
+def measure(world: object, n: int, batch: int, iters: int, warmup: int,
+            kernel_size: int) -> dict:
+    """Train ``warmup + iters`` iterations; time the last ``iters`` on every rank."""
+    import torch
+
+    from tcoupled.telemetry import PhaseTimer
+    from tcoupled.training.ensemble import MemberParams, init_member_group
+    from tcoupled.training.model import build_model
+    from tcoupled.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    size = world.Get_size()
+    params = MemberParams(kernel_size=kernel_size, width=8)
+    group = None
+    if size > 1:
+        scratch = world.bcast(tempfile.mkdtemp() if world.Get_rank() == 0 else None)
+        group = init_member_group(world, "gloo", scratch)
+    timer = PhaseTimer()
+    trainer = Trainer(build_model(params, "float32"), params.lr, group=group, timer=timer)
+    generator = torch.Generator().manual_seed(world.Get_rank())
+    x = torch.randn(batch, 1, n, n, generator=generator)
+    y = torch.randn(batch, 1, n, n, generator=generator)
+    trainer.train([(x, y)], warmup)
+    timer.totals.clear()
+    world.Barrier()
+    start = time.perf_counter()
+    trainer.train([(x, y)], iters)
+    wall = time.perf_counter() - start
+    if group is not None:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return {"wall_s": wall, "allreduce_s": timer.totals.get("allreduce", 0.0),
+            "train_s": timer.totals.get("train", 0.0)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure on every rank; rank 0 prints the aggregate."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--kernel-size", type=int, default=5)
+    args = parser.parse_args(argv)
+    from tcoupled.bench.launch import print_result
+    from tcoupled.mpienv import init_mpi
+
+    world = init_mpi().COMM_WORLD
+    mine = measure(world, args.n, args.batch, args.iters, args.warmup, args.kernel_size)
+    everyone = world.gather(mine, root=0)
+    if world.Get_rank() == 0:
+        size = world.Get_size()
+        wall = max(r["wall_s"] for r in everyone)
+        allreduce = sum(r["allreduce_s"] for r in everyone) / size
+        print_result({"ranks": size, "n": args.n, "batch_per_rank": args.batch,
+                      "iters": args.iters, "kernel_size": args.kernel_size, "wall_s": wall,
+                      "samples_per_s": size * args.batch * args.iters / wall,
+                      "s_per_iter": wall / args.iters,
+                      "allreduce_s_per_iter": allreduce / args.iters,
+                      "allreduce_share": allreduce / wall})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Run a benchmark driver as its own job and read the JSON it prints.
+
+Drivers print one line ``RESULT {json}`` on rank 0. Each launch runs in its own
+process group with a timeout; on timeout the whole group (``mpiexec`` and every
+rank) is killed, so a benchmark never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tcoupled.errors import TcoupledError
+
+RESULT_PREFIX = "RESULT "
+
+
+def local_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a local launch: one thread per rank, traffic on loopback only."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", UCX_NET_DEVICES="lo", MASTER_ADDR="127.0.0.1",
+               GLOO_SOCKET_IFNAME="lo", PYTHONUNBUFFERED="1")
+    env.update(extra or {})
+    return env
+
+
+def mpiexec() -> str:
+    """The ``mpiexec`` next to the running Python (the one that matches mpi4py)."""
+    local = Path(sys.executable).parent / "mpiexec"
+    return str(local) if local.exists() else "mpiexec"
+
+
+def driver_command(module: str, ranks: int, *args: str) -> list[str]:
+    """``mpiexec -n ranks python -m mpi4py -m module args`` (an error aborts every rank)."""
+    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", module,
+            *map(str, args)]
+
+
+def run_job(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; kill the group and raise on timeout."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=local_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise TcoupledError(f"benchmark job timed out after {timeout:g} s: "
+                            f"{' '.join(cmd)}") from None
+    if proc.returncode != 0:
+        raise TcoupledError(f"benchmark job failed (exit {proc.returncode}): "
+                            f"{' '.join(cmd)}\n{err.strip()[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def run_driver(module: str, ranks: int, *args: str, timeout: float = 300) -> Any:
+    """Launch driver ``module`` on ``ranks`` ranks and return the JSON it printed."""
+    proc = run_job(driver_command(module, ranks, *args), timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if not lines:
+        raise TcoupledError(f"{module} printed no result:\n{proc.stdout[-2000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def print_result(result: Any) -> None:
+    """Print ``result`` as the driver's ``RESULT`` line."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
