@@ -79,3 +79,36 @@ def test_single_node_job_listens_only_on_loopback(tmp_path):
     assert proc.returncode == 0, err
     assert seen_own > 0, "never saw the job's own (gloo) listeners; the test observed nothing"
     assert not offenders, offenders
+
+
+def test_resume_refuses_a_checkpoint_crafted_to_run_code(tmp_path):
+    import json
+    import pickle
+
+    from mpitools import check, tcoupled
+
+    run = tmp_path / "run"
+    check(tcoupled("couple", "--sim-ranks", "1", "--train-ranks", "1", "--division", "time",
+                   "--grid", "33", "33", "--cycles", "2", "--sim-steps", "2", "--train-iters",
+                   "2", "--checkpoint-every", "1", "--quiet", "--out", str(run), ranks=2,
+                   timeout=90))
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for target in sorted(run.glob("checkpoints/*/rank-*.pt")):
+        target.write_bytes(pickle.dumps(Payload()))
+    proc = tcoupled("couple", "--resume", str(run), ranks=2, timeout=90)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is unreadable" in lines[0], proc.stderr
+    assert not marker.exists(), "the crafted checkpoint ran code"
+
+    args = json.loads((run / "args.json").read_text())
+    args["_tcoupled_version"] = "0.0.1"
+    (run / "args.json").write_text(json.dumps(args))
+    proc = tcoupled("couple", "--resume", str(run), ranks=2, timeout=90)
+    assert proc.returncode == 2
+    assert "written by tcoupled 0.0.1" in proc.stderr and "not trusted" in proc.stderr
