@@ -73,8 +73,12 @@ def cached_fingerprints(smiles: list[str], radius: int, n_bits: int,
 
     path = Path(cache_dir) / f"morgan-r{radius}-b{n_bits}-{cache_key(smiles, radius, n_bits)}.npy"
     if path.exists():
-        fingerprints = np.load(path)
-        if fingerprints.shape == (len(smiles), n_bits // 64):
+        try:  # plain .npy only (allow_pickle=False); a damaged file is recomputed
+            fingerprints = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            fingerprints = None
+        if (fingerprints is not None and fingerprints.dtype == np.uint64
+                and fingerprints.shape == (len(smiles), n_bits // 64)):
             return fingerprints, True
     fingerprints = compute_fingerprints(smiles, radius, n_bits)
     path.parent.mkdir(parents=True, exist_ok=True)
