@@ -42,15 +42,26 @@ def rank_file(out: str | Path, cycle: int, rank: int) -> Path:
 
 
 def save_rank_state(out: str | Path, cycle: int, rank: int, state: dict) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically."""
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically.
+
+    The state is serialised in memory first, so a failed write (full disk) is an
+    ``OSError`` that :func:`~tcoupled.store.atomic_path` reports naming the file.
+    """
+    import io
+
     import torch
 
-    from tcoupled.store import atomic_path
+    from tcoupled.store import atomic_path, write_failed
 
     path = rank_file(out, cycle, rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(path.parent, exc) from None
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 

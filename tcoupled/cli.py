@@ -152,6 +152,10 @@ def _run(module: Any, command: str, config: Any, comm: Any) -> int:
         # Raised on every rank at once (e.g. a collective NaN check): a clean exit.
         # Raised on some ranks only: the others may wait forever, so abort them.
         if parallel and getattr(exc, "ranks_raising", 0) != comm.Get_size():
+            if not getattr(exc, "reporter", True):
+                import time
+
+                time.sleep(10)  # the reporting rank's abort ends this one: one line in all
             abort_with_message(comm, str(exc), exc.exit_code)
         _fail(command, str(exc), 0 if comm is None else comm.Get_rank())
         return exc.exit_code

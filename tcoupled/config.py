@@ -15,6 +15,7 @@ from tcoupled.errors import ConfigError
 DTYPES = ("float32", "float64")
 KERNELS = ("auto", "numpy", "c", "cupy")
 INITS = ("mode", "gaussian")
+DEVICES = ("auto", "cpu", "cuda")
 #: Largest stable Courant number of the 2D five-point leapfrog on a square grid.
 CFL_LIMIT = 1.0 / math.sqrt(2.0)
 
@@ -55,6 +56,7 @@ class WaveConfig:
     width: float = 0.05
     pulses: int = 1
     seed: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         self._check_sizes()
@@ -81,7 +83,8 @@ class WaveConfig:
     def _check_choices(self) -> None:
         for name, value, allowed in (("dtype", self.dtype, DTYPES),
                                      ("kernel", self.kernel, KERNELS),
-                                     ("init", self.init, INITS)):
+                                     ("init", self.init, INITS),
+                                     ("device", self.device, DEVICES)):
             if value not in allowed:
                 raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
 
@@ -127,7 +130,11 @@ def add_wave_arguments(parser: argparse.ArgumentParser) -> None:
                    help="Courant number c*dt/dx used when --dt is not given")
     g.add_argument("--c", type=float, default=1.0, help="wave speed")
     g.add_argument("--dtype", default="float64", help=f"one of {', '.join(DTYPES)}")
-    g.add_argument("--kernel", default="auto", help=f"one of {', '.join(KERNELS)}")
+    g.add_argument("--kernel", default="auto",
+                   help=f"one of {', '.join(KERNELS)} (auto: the fastest on --device)")
+    g.add_argument("--device", default="auto",
+                   help=f"one of {', '.join(DEVICES)} (auto: cuda when a CUDA GPU is "
+                        "visible, else cpu; cuda is refused without one)")
     g.add_argument("--init", default="mode", help=f"initial condition: {', '.join(INITS)}")
     g.add_argument("--mode", nargs=2, type=int, metavar=("K", "L"), default=[1, 1],
                    help="standing mode sin(K pi x) sin(L pi y) for --init mode")
@@ -155,4 +162,5 @@ def wave_config_from_args(args: argparse.Namespace) -> WaveConfig:
     return WaveConfig(grid=grid, steps=args.steps, dt=dt, c=args.c, dtype=args.dtype,
                       kernel=args.kernel, init=args.init, mode=tuple(args.mode),
                       centers=centers, width=args.width,
-                      pulses=len(centers) or args.pulses, seed=args.seed)
+                      pulses=len(centers) or args.pulses, seed=args.seed,
+                      device=getattr(args, "device", "auto"))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.faults import inject
 from tcoupled.schedule import (
     DigestLog,
     Schedule,
@@ -22,6 +23,7 @@ from tcoupled.schedule import (
     run_sim_cycles,
     run_train_cycles,
 )
+from tcoupled.stopping import StopRequested, StopVote
 from tcoupled.telemetry import PhaseTimer
 
 SOLVING = ("sim", "halo")
@@ -51,7 +53,8 @@ class CoupledRank:
         if self.layout.role == "sim":
             from tcoupled.solver import WaveSolver
 
-            self.solver = WaveSolver(self.config.wave, self.layout.role_comm)
+            self.solver = WaveSolver(self.config.wave, self.layout.role_comm,
+                                     check_every=self.config.check_every)
             spec = SlotSpec(self.config.sim_steps + 1, tuple(self.solver.local_shape),
                             self.config.wave.dtype)
         self.specs = self.world.allgather(spec)
@@ -65,6 +68,7 @@ class CoupledRank:
             self.trainer = self._build_trainer()
         if self.config.resume_cycle:
             self._restore(self.config.resume_cycle)
+        self.vote = StopVote(self.world)
         return channel
 
     def _restore(self, cycle: int) -> None:
@@ -152,22 +156,39 @@ class CoupledRank:
         return self.layout.role_comm.Get_rank() == 0
 
     def run(self) -> dict:
-        """Set up, run the cycles, roll out, and return this rank's record."""
+        """Set up, run the cycles, roll out, and return this rank's record.
+
+        A run stopped by SIGTERM returns ``{"stopped": cycle, ...}`` right after
+        the checkpoint of that cycle (every sim/train rank stops at the same cycle).
+        """
         channel = self._setup()
         self.world.Barrier()
         start = time.perf_counter()
-        self._loop(channel)
+        try:
+            self._loop(channel)
+        except StopRequested as stop:
+            self._close_training()
+            return {"rank": self.layout.info.rank, "role": self.layout.role,
+                    "stopped": stop.cycle}
+        self.vote.close()
         wall = time.perf_counter() - start
         channel.close()
         record = self._record(wall)
         record.update(self._evaluate())
-        if self.trainer is not None:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        self._close_training()
         if self.solver is not None:
             self.solver.close()
         return record
+
+    def _close_training(self) -> None:
+        """Tear down the member's process group together (no rank leaves gloo early)."""
+        if self.trainer is None:
+            return
+        import torch.distributed as dist
+
+        self.member_comm.Barrier()
+        dist.destroy_process_group()
+        self.member_comm.Barrier()
 
     # -- after training ---------------------------------------------------------------
     def _held_out(self) -> tuple[Any, list[Any]] | None:
@@ -234,10 +255,22 @@ class CycleProgress:
         self.start = time.perf_counter()
 
     def __call__(self, done: int) -> None:
-        """Run after cycle ``done - 1`` finished on this rank."""
-        config = self.rank.config
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
+        """Run after cycle ``done - 1`` finished on this rank.
+
+        Raises
+        ------
+        StopRequested
+            When the ranks agreed to stop on SIGTERM (after this cycle's checkpoint).
+        """
+        config, layout = self.rank.config, self.rank.layout
+        inject(layout.role, "cycle", done, layout.role_comm.Get_rank())
+        stop = self.rank.vote(done, last=done == config.cycles)
+        if self.rank.solver is not None and config.check_every:
+            self.rank.solver.check_finite()  # never checkpoint a field holding NaN
+        if stop or (config.checkpoint_every and done % config.checkpoint_every == 0):
             self.rank.checkpoint(done)
+        if stop:
+            raise StopRequested(done)
         if not self.rank.leads:
             return
         elapsed = time.perf_counter() - self.start

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcoupled.faults import inject
+
 TAG_TASK, TAG_RESULT, TAG_STOP = 11, 12, 13
 POLL_S = 5e-4  # longest sleep between probes: blocking MPI calls would spin a core
 SPIN_S = 2e-4  # probe while yielding the core this long before sleeping
@@ -70,6 +72,9 @@ def _child_main(read_fd: int, write_fd: int, task: str) -> None:
     """Serve tasks in the helper process until the pipe closes."""
     from multiprocessing.connection import Connection
 
+    # Stopped by its parent only: a SIGTERM sent to the whole job must not turn the
+    # running calculation into a recorded failure while the farm winds down.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     func = _load(task)
     while True:
@@ -174,12 +179,15 @@ def serve_worker(farm_comm: Any, task: str, timeout: float) -> None:
     runner = IsolatedRunner(task, timeout)
     runner.start()
     status = mpi.Status()
+    received = 0
     try:
         while True:
             wait_for_message(farm_comm, 0, mpi.ANY_TAG, status)
             message = farm_comm.recv(source=0, tag=status.Get_tag())
             if status.Get_tag() == TAG_STOP:
                 return
+            inject("farm", "task", received, farm_comm.Get_rank())
+            received += 1
             task_id, payload = message
             start = time.perf_counter()
             outcome = runner.run(payload)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tcoupled import stopping
 from tcoupled.screening import ScreenLoop
 
 FARM_DIR = "farm"
@@ -55,9 +56,12 @@ class ProgressLoop(ScreenLoop):
         """Screen until the budget is spent, with progress from the farm's rank 0."""
         log, start, first = self.log, time.perf_counter(), len(self.records)
         while len(self.records) < self.config.budget:
-            self._submit_while_idle()
+            if not stopping.requested():
+                self._submit_while_idle()
             if not self.in_flight:
-                log.info("farm: search space exhausted after %d molecules", len(self.records))
+                log.info("farm: %s after %d molecules", "stopped by SIGTERM"
+                         if stopping.requested() else "search space exhausted",
+                         len(self.records))
                 break
             record = self._collect()
             best = self.best()
@@ -120,6 +124,8 @@ def run_farm_role(config: FarmConfig, farm_comm: Any, log: Any) -> dict:
                        lambda manager: _drive(config, manager, log))
     record: dict = {"role": "farm", "farm_rank": farm_comm.Get_rank(),
                     "wall_s": time.perf_counter() - start, "phases": {}}
+    if summary is not None and stopping.requested():
+        record["stopped"] = None  # the screen stopped early; its journal is kept
     if summary is not None:
         record["farm"] = summary
         record["phases"] = {"learn": summary["learn_s"],

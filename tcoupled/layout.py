@@ -221,13 +221,14 @@ class Layout:
     def __init__(self, world: Any, plan: RankPlan) -> None:
         if world.Get_size() != plan.counts.total:
             plan.counts.check_world(world.Get_size())
-        from tcoupled.mpienv import init_mpi
+        from tcoupled.mpienv import init_mpi, set_role
 
         MPI = init_mpi()
         self.world = world
         self.plan = plan
         self.info = plan.ranks[world.Get_rank()]
         self.role = self.info.role
+        set_role(self.role)
         self.role_comm = world.Split(ROLES.index(self.role), self.info.role_index)
         member_color = self.info.member if self.info.member is not None else MPI.UNDEFINED
         self.member_comm = world.Split(member_color, self.info.role_index)
@@ -286,5 +287,9 @@ def split_coupled(world: Any, counts: RoleCounts) -> Any:
     ranks come last in every order, so a sim or train rank keeps its world rank
     in the coupled communicator and a :class:`Layout` built on it is unchanged.
     """
+    from tcoupled.mpienv import set_role
+
     farm = world.Get_rank() >= counts.sim + counts.train
+    if farm:
+        set_role("farm")
     return world.Split(1 if farm else 0, world.Get_rank())

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
 _MPI: Any = None
+#: this process's role in the run (``sim``, ``train``, ``farm``; "" before the layout
+#: exists); set by :func:`set_role` and named in abort messages
+current_role = ""
+
+
+def set_role(role: str) -> None:
+    """Record this process's role, so that an abort message can name it."""
+    global current_role
+    current_role = role
 
 
 def init_mpi() -> Any:
@@ -32,10 +42,13 @@ def abort_with_message(comm: Any, message: str, code: int = 1, role: str = "") -
 
     Used for errors raised on one rank while others may be waiting in a
     collective: aborting is the only way to guarantee no rank is left hanging.
+    ``role`` defaults to the role recorded by :func:`set_role`.
     """
+    role = role or current_role
     where = f"rank {comm.Get_rank()}" + (f" ({role})" if role else "")
     sys.stderr.write(f"tcoupled: error on {where}: {message}\n")
     sys.stderr.flush()
+    time.sleep(0.2)  # let the launcher forward the line before the abort tears it down
     comm.Abort(code)
     os._exit(code)  # MPI_Abort may return before the launcher kills this process
 

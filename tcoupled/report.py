@@ -31,8 +31,17 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     _pyplot().close(fig)
+    return path
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Save ``fig`` as PNG atomically (a killed report never leaves half an image)."""
+    from tcoupled.store import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path
 
 
@@ -78,7 +87,7 @@ def plot_fields(out: Path, data: dict) -> Path | None:
             ax.set_ylabel("y")
         fig.colorbar(image, ax=list(row), shrink=0.8, label="u")
     fig.suptitle("held-out field after the rollout: solver vs surrogate")
-    fig.savefig(out / "fields.png", dpi=90)
+    save_figure(fig, out / "fields.png", dpi=90)
     plt.close(fig)
     return out / "fields.png"
 

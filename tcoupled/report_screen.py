@@ -84,7 +84,9 @@ def plot_progress(out_dir: str | Path, records: list, label: str,
     by_count.legend()
     fig.tight_layout()
     path = Path(out_dir) / "best_ie.png"
-    fig.savefig(path, dpi=100)
+    from tcoupled.report import save_figure
+
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 

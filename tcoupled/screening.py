@@ -60,11 +60,18 @@ class Journal:
         self.path = Path(out_dir) / JOURNAL_FILE
 
     def load(self) -> list[Record]:
-        """Return the records written so far (a torn last line is ignored)."""
+        """Return the records written so far (a torn last line, left by a kill, is dropped)."""
         if not self.path.exists():
             return []
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):  # cut the torn tail so appends stay whole
+            from tcoupled.store import atomic_path
+
+            text = text[:text.rfind("\n") + 1]
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(text)
         records = []
-        for line in self.path.read_text().splitlines():
+        for line in text.splitlines():
             try:
                 records.append(Record(**json.loads(line)))
             except (json.JSONDecodeError, TypeError):
@@ -72,11 +79,16 @@ class Journal:
         return records
 
     def append(self, record: Record) -> None:
-        """Write one record durably."""
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(asdict(record)) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Write one record durably; a failed write (full disk) names the journal."""
+        from tcoupled.store import write_failed
+
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(asdict(record)) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise write_failed(self.path, exc) from None
 
 
 def _value(result_value: Any) -> float:

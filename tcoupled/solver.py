@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tcoupled.backends import cuda_device_count, resolve_backend
+from tcoupled.backends import resolve_backend, resolve_device
 from tcoupled.config import WaveConfig, grid_spacing
 from tcoupled.decomposition import Block, check_grid_fits
 from tcoupled.errors import PhysicsError
@@ -51,8 +51,7 @@ class WaveSolver:
                  check_every: int = 0) -> None:
         self.config = config
         self.check_every = check_every
-        device = "cuda" if config.kernel == "cupy" or (
-            config.kernel == "auto" and cuda_device_count() > 0) else "cpu"
+        device = resolve_device(config.device, config.kernel)
         self.backend = backend or resolve_backend(config.kernel, device)
         self.xp = self.backend.xp
         self.dims = process_grid(comm, config.grid)
@@ -193,6 +192,7 @@ class WaveSolver:
                                  f"{self.steps_done} on sim rank(s) {ranks} (first block at "
                                  f"offset {tuple(bad[0][1])}); the run was stopped")
             error.ranks_raising = self.cart.Get_size()
+            error.reporter = self.cart.rank == 0  # the others leave the one line to it
             raise error
 
     def gather(self, root: int = 0) -> np.ndarray | None:

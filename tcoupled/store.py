@@ -40,11 +40,25 @@ def prepare_out_dir(path: str | os.PathLike) -> Path:
     return out
 
 
+def write_failed(path: str | os.PathLike, exc: OSError) -> TcoupledError:
+    """The one-line error for a file that could not be written (full disk, quota...)."""
+    reason = os.strerror(exc.errno) if exc.errno else (str(exc).splitlines() or ["error"])[0]
+    return TcoupledError(f"cannot write {os.fspath(path)}: {reason}")
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it onto ``final`` on success."""
+    """Yield a temporary path next to ``final``; rename it onto ``final`` on success.
+
+    The temporary file is removed on every exit path. An ``OSError`` while
+    writing (full disk, file size limit, permissions) becomes a
+    :class:`TcoupledError` naming ``final``; the previous ``final``, if any, is kept.
+    """
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_failed(final, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -53,6 +67,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         # never wider.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
+    except OSError as exc:
+        raise write_failed(final, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

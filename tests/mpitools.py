@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +39,16 @@ def job_env(extra: dict | None = None) -> dict:
 
 
 def run(cmd: list[str], timeout: float = 120, env: dict | None = None,
-        cwd: str | Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; kill the group on timeout and fail."""
+        cwd: str | Path | None = None, preexec_fn=None,
+        all_exit: bool = False) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; kill the group on timeout and fail.
+
+    With ``all_exit``, also fail if any process of the group (a rank, a helper)
+    is still alive a few seconds after the launcher returned.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=job_env(env), cwd=cwd or REPO, start_new_session=True)
+                            env=job_env(env), cwd=cwd or REPO, start_new_session=True,
+                            preexec_fn=preexec_fn)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -49,16 +56,41 @@ def run(cmd: list[str], timeout: float = 120, env: dict | None = None,
         out, err = proc.communicate()
         raise AssertionError(f"timed out after {timeout}s: {' '.join(cmd)}\n"
                              f"--- stdout\n{out}\n--- stderr\n{err}") from None
+    if all_exit:
+        assert_group_gone(proc.pid)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def assert_group_gone(pgid: int, grace: float = 10.0) -> None:
+    """Fail (after killing them) if processes of group ``pgid`` outlive ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)
+            raise AssertionError(f"processes of the job were still running {grace:g} s "
+                                 "after the launcher exited")
+        time.sleep(0.05)
+
+
 def tcoupled(*args: str, ranks: int | None = None, timeout: float = 120,
-             env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m tcoupled ARGS``, under ``mpiexec -n ranks`` when given."""
+             env: dict | None = None, **options) -> subprocess.CompletedProcess:
+    """Run ``python -m tcoupled ARGS``, under ``mpiexec -n ranks`` when given.
+
+    ``options`` go to :func:`run` (``preexec_fn``, ``all_exit``).
+    """
+    return run(tcoupled_cmd(*args, ranks=ranks), timeout=timeout, env=env, **options)
+
+
+def tcoupled_cmd(*args: str, ranks: int | None = None) -> list[str]:
+    """The command line of :func:`tcoupled`."""
     cmd = [sys.executable, "-m", "tcoupled", *args]
     if ranks is not None:
         cmd = [mpiexec_path(), "-n", str(ranks), *cmd]
-    return run(cmd, timeout=timeout, env=env)
+    return cmd
 
 
 def python_mpi(script: str | Path, *args: str, ranks: int, timeout: float = 120,

@@ -103,6 +103,7 @@ def _config(*flags: str, world: int):
                               world)
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("flags, world, reason", [
     (("--train-ranks", "1", "--channel", "mpi", "--ppn", "1"), 2,
      "--division time needs colocated"),
@@ -119,6 +120,7 @@ def test_bad_input_is_refused_with_the_reason(flags, world, reason):
         _config(*flags, world=world)
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(60)
 def test_refusal_is_one_line_before_work(tmp_path):
     proc = tcoupled("couple", "--train-ranks", "1", "--channel", "shm", "--division", "space",

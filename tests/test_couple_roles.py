@@ -118,6 +118,7 @@ def _kill_after_first_checkpoint(out, flags) -> list[str]:
     return [json.loads(line)["smiles"] for line in journal.read_text().splitlines()]
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(300)
 def test_killed_run_resumes_to_identical_results(tmp_path, space_run, space_file):
     reference, _ = space_run
@@ -149,6 +150,7 @@ def _make(*flags: str, world: int = 2):
     return couple.make_config(parser.parse_args(list(flags)), world)
 
 
+@pytest.mark.faults
 def test_resume_refuses_missing_dir_and_changed_physics(tmp_path):
     with pytest.raises(ConfigError, match="no such directory"):
         _make("--resume", str(tmp_path / "nowhere"))
@@ -161,6 +163,7 @@ def test_resume_refuses_missing_dir_and_changed_physics(tmp_path):
     assert resumed.cycles == 3 and resumed.quiet and resumed.train_ranks == 1
 
 
+@pytest.mark.faults
 def test_corrupt_or_incomplete_checkpoints(tmp_path):
     from tcoupled.checkpoint import latest_complete, rank_file, save_rank_state
 

@@ -14,6 +14,7 @@ from mpitools import REPO, python_mpi
 TASK = "farm_tasks:misbehave"
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(60)
 def test_runner_survives_crash_hang_and_error():
     runner = IsolatedRunner(TASK, timeout=1.0)
@@ -43,6 +44,7 @@ def test_one_rank_farm_runs_tasks_on_the_manager():
     assert manager.report()["tasks"] == 3
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(120)
 def test_mpi_farm_records_failures_and_measures_overhead():
     proc = python_mpi(REPO / "tests" / "farm_script.py", ranks=3, timeout=100,

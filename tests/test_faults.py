@@ -2,7 +2,8 @@
 
 import pytest
 
-from tcoupled.errors import ConfigError
+from tcoupled.backends import cuda_device_count, resolve_device
+from tcoupled.errors import BackendUnavailable, ConfigError
 from tcoupled.faults import Fault, parse
 
 from mpitools import tcoupled
@@ -35,5 +36,39 @@ def test_exception_on_one_sim_rank_aborts_the_job(tmp_path):
     proc = tcoupled("wave", "--steps", "100", "--out", str(tmp_path), "--quiet", ranks=3,
                     timeout=60, env={"TCOUPLED_FAULT": "raise:sim:step=20:rank=2"})
     assert proc.returncode != 0
-    assert "tcoupled: error on rank 2: RuntimeError: injected fault: sim rank 2 at step 20" \
+    assert "tcoupled: error on rank 2 (sim): RuntimeError: injected fault: sim rank 2 at step 20" \
         in proc.stderr
+
+
+def _one_line_refusal(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, fragment", [
+    (("wave", "--bogus", "1"), "unrecognized arguments: --bogus 1"),
+    (("wave", "--steps", "ten"), "argument --steps: invalid int value: 'ten'"),
+    (("couple", "--device", "tpu"), "--device must be one of auto, cpu, cuda, got 'tpu'"),
+    (("couple", "--resume", "/nonexistent/run"), "no such directory"),
+])
+def test_bad_flags_are_one_line_before_any_work(tmp_path, args, fragment):
+    out = tmp_path / "o"
+    extra = () if "--resume" in args else ("--out", str(out))
+    line = _one_line_refusal(tcoupled(*args, *extra, timeout=50))
+    assert fragment in line and not (out / "args.json").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_refused(tmp_path):
+    line = _one_line_refusal(tcoupled("wave", "--device", "cuda", "--out", str(tmp_path / "o"),
+                                      timeout=50))
+    assert line == "tcoupled wave: error: --device cuda needs a CUDA GPU; none found"
+    with pytest.raises(BackendUnavailable, match="--device cuda needs a CUDA GPU; none found"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu", "c") == "cpu"
+    with pytest.raises(ConfigError, match="--kernel cupy runs on a GPU"):
+        resolve_device("cpu", "cupy")

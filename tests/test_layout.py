@@ -10,6 +10,7 @@ from tcoupled.layout import RoleCounts, plan_ranks
 from mpitools import check, tcoupled
 
 
+@pytest.mark.faults
 def test_world_size_mismatch_shows_the_arithmetic():
     with pytest.raises(LayoutError, match=r"--sim-ranks 2 \+ --train-ranks 1 \+ --farm-ranks 0 "
                                           r"= 3, but mpiexec started 4 ranks"):
@@ -55,6 +56,7 @@ def test_polaris_scale_plan_is_fast():
     assert {r.gpu for r in plan.ranks} == {0, 1, 2, 3}
 
 
+@pytest.mark.faults
 def test_plan_command_prints_layout_and_refuses_misfit():
     proc = check(tcoupled("plan", "--nodes", "2", "--ppn", "4", "--gpus-per-node", "4",
                           "--sim-ranks", "2", "--train-ranks", "2", "--farm-ranks", "4"))

@@ -53,6 +53,7 @@ def test_qm9_screen_on_three_ranks(tmp_path):
           f"mean; random no-op fingerprints {first['fingerprint_s']:.1f} s")
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(120)
 def test_bad_molecules_are_recorded_failures(tmp_path):
     space = tmp_path / "space.smi"
@@ -70,6 +71,7 @@ def test_bad_molecules_are_recorded_failures(tmp_path):
     assert errors["CCO"] == "" and summary["best_smiles"] in ("CCO", "CC")
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("content, message", [(None, "No such file"), ("\n", "no SMILES")])
 def test_missing_or_empty_space_is_one_line_error(tmp_path, content, message):
@@ -81,6 +83,7 @@ def test_missing_or_empty_space_is_one_line_error(tmp_path, content, message):
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(180)
 def test_resume_after_kill_runs_nothing_twice(tmp_path):
     space, out = tmp_path / "space.smi", tmp_path / "run"

@@ -44,6 +44,7 @@ def test_discrete_energy_is_conserved_over_1000_steps(comm_self, kernel):
     assert abs(last - first) / first < 1e-6
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("kwargs,message", [
     (dict(dt=0.01), "--dt 0.01 violates the CFL condition: c*dt/dx = 1.2800 > 1/sqrt(2)"),
     (dict(grid=(2, 64)), "--grid needs two integers >= 3, got 2 64"),
@@ -59,6 +60,7 @@ def test_config_refuses_bad_values(kwargs, message):
         WaveConfig(**base)
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("args,fragment", [
     (["--dt", "0.5"], "--dt 0.5 violates the CFL condition"),
     (["--grid", "-4", "16"], "--grid needs two integers >= 3, got -4 16"),
@@ -109,6 +111,7 @@ def test_config_file_sets_flags_and_flags_win(tmp_path):
     assert json.loads((out / "summary.json").read_text())["dtype"] == "float32"
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("text,fragment", [
     ("bogus: 1\n", "unknown key 'bogus' in --config"),
     ("steps: abc\n", "steps: bad value 'abc'"),

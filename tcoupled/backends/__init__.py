@@ -69,6 +69,37 @@ def resolve_backend(name: str, device: str = "cpu") -> Any:
     raise BackendUnavailable(f"no kernel backend available on {device}: {'; '.join(reasons)}")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str, kernel: str = "auto") -> str:
+    """Resolve ``--device`` (with ``--kernel``) to ``"cpu"`` or ``"cuda"``.
+
+    ``auto`` is ``cuda`` when a CUDA GPU is visible (or ``--kernel cupy`` asks for
+    one), else ``cpu``.
+
+    Raises
+    ------
+    ConfigError
+        If the device is unknown or contradicts the kernel.
+    BackendUnavailable
+        If ``cuda`` is asked for and no CUDA GPU is visible.
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu" and kernel == "cupy":
+        raise ConfigError("--kernel cupy runs on a GPU; it cannot be used with --device cpu")
+    if device == "cuda" and kernel in ("numpy", "c"):
+        raise ConfigError(f"--kernel {kernel} runs on the CPU; --device cuda needs "
+                          "--kernel cupy or auto")
+    if device == "auto":
+        return "cuda" if kernel == "cupy" or (kernel == "auto"
+                                               and cuda_device_count() > 0) else "cpu"
+    if device == "cuda" and cuda_device_count() == 0:
+        raise BackendUnavailable("--device cuda needs a CUDA GPU; none found")
+    return device
+
+
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine."""
     names = []

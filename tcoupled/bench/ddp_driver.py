@@ -46,7 +46,9 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     if group is not None:
         import torch.distributed as dist
 
+        world.Barrier()  # no rank tears gloo down while a peer may still talk to it
         dist.destroy_process_group()
+        world.Barrier()
     return {"wall_s": wall, "allreduce_s": timer.totals.get("allreduce", 0.0),
             "train_s": timer.totals.get("train", 0.0)}
 

@@ -83,7 +83,9 @@ def main(out: str) -> None:
         "stencil_fraction_of_copy_bound": rate * 12 / (bw * 1e9),
         "dlpack_handoff_us": {str(n): dlpack_handoff_us(n) for n in (256, 8192)},
     }
-    Path(out, "device_report.json").write_text(json.dumps(report, indent=2))
+    from tcoupled.store import write_json
+
+    write_json(Path(out, "device_report.json"), report)
     print(json.dumps(report, indent=2))
 
 

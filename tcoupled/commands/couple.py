@@ -50,6 +50,7 @@ class CoupleRun:
     resume_cycle: int = 0  # cycles done by the run being resumed
     dry_run: bool = False
     report: bool = True
+    check_every: int = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "share memory before starting (default: detected at run time)")
     g.add_argument("--out", default="runs/couple", help="output directory")
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument("--check-every", type=int, default=50, metavar="N",
+                   help="stop the run if NaN/Inf appears, checked every N steps (0: never)")
     add_run_arguments(parser)
 
 
@@ -176,6 +179,7 @@ def _auto_division(args: argparse.Namespace, sim: int) -> str:
 
 def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     """Validate every flag (rank 0), before any rank starts work."""
+    from tcoupled.backends import resolve_device
     from tcoupled.layout import RoleCounts, plan_ranks
     from tcoupled.mpienv import init_mpi
     from tcoupled.solver import check_grid_fits
@@ -189,6 +193,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     if args.rollout < 0 or args.batch_size < 0:
         raise ConfigError(f"--rollout and --batch-size must be >= 0, got {args.rollout} and "
                           f"{args.batch_size}")
+    if args.check_every < 0:
+        raise ConfigError(f"--check-every must be non-negative, got {args.check_every}")
     if args.train_ranks < 0:
         raise ConfigError(f"--train-ranks must be non-negative, got {args.train_ranks}")
     sim = (world_size - args.train_ranks - args.farm_ranks if args.sim_ranks is None
@@ -205,6 +211,7 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     _check_nodes(plan, args.division, channel)
     steps = args.cycles * args.sim_steps + 1 + args.rollout
     wave = replace(wave_config_from_args(args), steps=steps)
+    resolve_device(wave.device, wave.kernel)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(sim, 2)))
     members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
     farm = _farm_config(args)
@@ -216,11 +223,12 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
                      placement=args.placement, ppn=args.ppn, out=args.out, quiet=args.quiet,
                      farm_ranks=args.farm_ranks, farm=farm,
                      checkpoint_every=args.checkpoint_every, resume_cycle=resume_cycle,
-                     dry_run=args.dry_run, report=not args.no_report)
+                     dry_run=args.dry_run, report=not args.no_report,
+                     check_every=args.check_every)
 
 
 #: flags that may differ from the stored run with ``--resume``
-RESUME_CHANGEABLE = ("quiet", "checkpoint_every", "dry_run", "no_report")
+RESUME_CHANGEABLE = ("quiet", "checkpoint_every", "dry_run", "no_report", "check_every")
 
 
 def _farm_config(args: argparse.Namespace) -> Any:
@@ -284,23 +292,23 @@ def _prepare_run(args: argparse.Namespace, coupled_ranks: int) -> int:
 
 def run(config: CoupleRun, comm: Any) -> int:
     """Lay out the ranks; run the coupled roles and the farm side by side; report on rank 0."""
+    from tcoupled import stopping
     from tcoupled.layout import RoleCounts, split_coupled
 
     if config.dry_run:
         if comm.Get_rank() == 0:
             print("\n".join(describe(config)))
         return 0
+    stopping.install()
     counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
     part = split_coupled(comm, counts)
     in_farm = comm.Get_rank() >= config.sim_ranks + config.train_ranks
     layout, problem = (None, None) if in_farm else _coupled_layout(config, part)
     problem = comm.bcast(problem, root=0)
+    status = 2
     if problem is None:
         record = _run_role(config, comm, part, layout, in_farm)
-        records = comm.gather(record, root=0)
-        if comm.Get_rank() == 0:
-            _finish(config, records)
-        comm.Barrier()
+        status = _conclude(config, comm, comm.gather(record, root=0))
     elif comm.Get_rank() == 0:
         import sys
 
@@ -308,7 +316,48 @@ def run(config: CoupleRun, comm: Any) -> int:
     if layout is not None:
         layout.free()
     part.Free()
-    return 0 if problem is None else 2
+    return status
+
+
+def _stop_message(config: CoupleRun, records: list[dict]) -> str:
+    """The one line of a run stopped by SIGTERM: where it stopped, how to go on."""
+    cycles = [r["stopped"] for r in records if r.get("stopped") is not None]
+    where = (f"after cycle {min(cycles)}" if cycles
+             else f"(farm only; sim and train finished all {config.cycles} cycles)")
+    return f"stopped by SIGTERM {where}; resume with --resume {config.out}"
+
+
+def _conclude(config: CoupleRun, comm: Any, records: list[dict] | None) -> int:
+    """Rank 0 writes the outputs (or reports the stop); every rank gets the same status.
+
+    An error while writing (e.g. a full disk) is raised on every rank at once, so
+    the job ends with one line instead of an abort.
+    """
+    from tcoupled.errors import TcoupledError
+    from tcoupled.stopping import STOP_EXIT
+
+    outcome: tuple[int, str] = (0, "")
+    if comm.Get_rank() == 0:
+        if any("stopped" in r for r in records or ()):
+            outcome = (STOP_EXIT, _stop_message(config, records or []))
+        else:
+            try:
+                _finish(config, records or [])
+            except TcoupledError as exc:
+                outcome = (exc.exit_code, str(exc))
+    status, message = comm.bcast(outcome, root=0)
+    if status == STOP_EXIT:
+        if comm.Get_rank() == 0:
+            import sys
+
+            sys.stderr.write(f"tcoupled couple: {message}\n")
+            sys.stderr.flush()
+        return status
+    if status:
+        error = TcoupledError(message)
+        error.exit_code, error.ranks_raising = status, comm.Get_size()
+        raise error
+    return 0
 
 
 def _coupled_layout(config: CoupleRun, comm: Any) -> tuple[Any, str | None]:

@@ -38,15 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     """Validate the flags (rank 0), including kernel availability and ``--out``."""
-    from tcoupled.backends import cuda_device_count, resolve_backend
+    from tcoupled.backends import resolve_backend, resolve_device
     from tcoupled.mpienv import init_mpi
     from tcoupled.solver import check_grid_fits
     from tcoupled.store import prepare_out_dir
 
     wave = wave_config_from_args(args)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(world_size, 2)))
-    device = "cuda" if wave.kernel == "cupy" or (
-        wave.kernel == "auto" and cuda_device_count() > 0) else "cpu"
+    device = resolve_device(wave.device, wave.kernel)
     backend = resolve_backend(wave.kernel, device)
     if args.check_every < 0:
         raise ConfigError(f"--check-every must be non-negative, got {args.check_every}")
@@ -59,9 +58,11 @@ def run(config: WaveRun, comm: Any) -> int:
     """Run the solver, write ``results.h5`` and ``summary.json``, print the key figures."""
     from dataclasses import replace
 
+    from tcoupled.mpienv import set_role
     from tcoupled.solver import WaveSolver
     from tcoupled.telemetry import setup_logging
 
+    set_role("sim")
     wave = replace(config.wave, kernel=config.kernel)
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
     wall0 = time.perf_counter()
