@@ -116,7 +116,7 @@ def plot_time(out: Path, summary: dict) -> Path | None:
     roles = list(breakdown)
     phases = sorted({p for r in roles for p in breakdown[r] if p not in ("ranks", "wall")})
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     bottom = np.zeros(len(roles))
     for index, phase in enumerate(phases):
         values = np.array([breakdown[r].get(phase, 0.0) for r in roles])
@@ -125,7 +125,9 @@ def plot_time(out: Path, summary: dict) -> Path | None:
     ax.set_title("time per role (mean over the role's ranks)")
     ax.set_xlabel("role")
     ax.set_ylabel("seconds")
-    ax.legend(fontsize="small", ncol=2)
+    # outside the axes: a bar must never hide behind the legend
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="phase")
+    fig.tight_layout()
     return _save(fig, out / "time_breakdown.png")
 
 
