@@ -184,11 +184,10 @@ class CoupledRank:
         """Tear down the member's process group together (no rank leaves gloo early)."""
         if self.trainer is None:
             return
-        import torch.distributed as dist
+        from tcoupled.training.ensemble import close_member_group
 
-        self.member_comm.Barrier()
-        dist.destroy_process_group()
-        self.member_comm.Barrier()
+        self.trainer = None  # DDP holds the process group: release it before tearing down
+        close_member_group(self.member_comm)
 
     # -- after training ---------------------------------------------------------------
     def _held_out(self) -> tuple[Any, list[Any]] | None:

@@ -44,11 +44,10 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     trainer.train([(x, y)], iters)
     wall = time.perf_counter() - start
     if group is not None:
-        import torch.distributed as dist
+        from tcoupled.training.ensemble import close_member_group
 
-        world.Barrier()  # no rank tears gloo down while a peer may still talk to it
-        dist.destroy_process_group()
-        world.Barrier()
+        del trainer  # DDP holds the process group: release it before tearing down
+        close_member_group(world)
     return {"wall_s": wall, "allreduce_s": timer.totals.get("allreduce", 0.0),
             "train_s": timer.totals.get("train", 0.0)}
 

@@ -117,3 +117,23 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
     if rank == 0 and (one_host or env("RENDEZVOUS") == "file"):
         Path(scratch, name).unlink(missing_ok=True)
     return dist.group.WORLD
+
+
+def close_member_group(comm: Any) -> None:
+    """Tear down the member's torch process group on every rank of ``comm`` together.
+
+    Every object holding the group (the DDP model) must be released first: the
+    group's gloo threads are then joined here, while the interpreter is alive,
+    instead of at exit, where a late destructor aborts the process ("terminate
+    called without an active exception"). The barriers keep a rank from tearing
+    down gloo while a peer still talks to it.
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    comm.Barrier()
+    dist.destroy_process_group()
+    gc.collect()
+    comm.Barrier()
