@@ -11,42 +11,16 @@ and ``summary.json`` in the format of ``screen``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tcoupled import stopping
-from tcoupled.screening import ScreenLoop
+from tcoupled.screening import TASKS, ScreenConfig, ScreenLoop
 
 FARM_DIR = "farm"
-#: the farm's task functions, as in ``screen``
-TASKS = {"ie": "tcoupled.chemistry.ie:ie_task", "noop": "tcoupled.farm:noop_task"}
-
-
-@dataclass(frozen=True)
-class FarmConfig:
-    """What the farm ranks of ``couple`` screen (the options of ``screen`` it needs)."""
-
-    out: str
-    space: str = "qm9"
-    budget: int = 8
-    initial: int = 4
-    policy: str = "greedy"
-    method: str = "gfn2"
-    task: str = "ie"
-    seed: int = 0
-    resume: bool = False
-    k: int = 4
-    kappa: float = 1.0
-    ensemble: int = 8
-    fp_radius: int = 4
-    fp_bits: int = 256
-    fp_cache: str = ""
-    engine: str = "tblite"
-    fmax: float = 0.05
-    task_timeout: float = 300.0
 
 
 class ProgressLoop(ScreenLoop):
@@ -73,7 +47,7 @@ class ProgressLoop(ScreenLoop):
                      f"{best.ie_ev:.3f} eV ({best.smiles})" if best else "none", eta)
 
 
-def prepare_space(config: FarmConfig, log: Any) -> tuple[Any, np.ndarray, float]:
+def prepare_space(config: ScreenConfig, log: Any) -> tuple[Any, np.ndarray, float]:
     """Load the search space and its (cached) fingerprints; return them and the seconds."""
     from tcoupled.active import cached_fingerprints, default_cache_dir
     from tcoupled.space import load_space
@@ -90,7 +64,7 @@ def prepare_space(config: FarmConfig, log: Any) -> tuple[Any, np.ndarray, float]
     return space, fingerprints, seconds
 
 
-def _drive(config: FarmConfig, manager: Any, log: Any) -> dict:
+def _drive(config: ScreenConfig, manager: Any, log: Any) -> dict:
     """Run the screen on the manager; write ``DIR/farm/*``; return the farm's summary."""
     from tcoupled.report_screen import summarize, write_results
     from tcoupled.screening import Journal
@@ -115,7 +89,7 @@ def _drive(config: FarmConfig, manager: Any, log: Any) -> dict:
     return summary
 
 
-def run_farm_role(config: FarmConfig, farm_comm: Any, log: Any) -> dict:
+def run_farm_role(config: ScreenConfig, farm_comm: Any, log: Any) -> dict:
     """Run the farm on ``farm_comm`` (every farm rank); return this rank's record."""
     from tcoupled.farm import run_farm
 

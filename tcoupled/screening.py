@@ -21,6 +21,35 @@ import numpy as np
 from tcoupled.active import Learner, pick_best
 from tcoupled.telemetry import get_logger
 
+#: the farm's task functions, by ``--task`` name
+TASKS = {"ie": "tcoupled.chemistry.ie:ie_task", "noop": "tcoupled.farm:noop_task"}
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Options of a screen: the ``screen`` command's, and the farm role's of ``couple``."""
+
+    space: str = "qm9"
+    budget: int = 24
+    initial: int = 8
+    policy: str = "greedy"
+    k: int = 4
+    kappa: float = 1.0
+    ensemble: int = 8
+    fp_radius: int = 4
+    fp_bits: int = 256
+    fp_cache: str = ""
+    method: str = "gfn2"
+    engine: str = "tblite"
+    fmax: float = 0.05
+    seed: int = 0
+    task: str = "ie"
+    task_timeout: float = 300.0
+    baseline: str = ""
+    out: str = "runs/screen"
+    resume: bool = False
+
+
 JOURNAL_FILE = "journal.jsonl"
 
 

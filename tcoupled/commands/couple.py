@@ -45,7 +45,7 @@ class CoupleRun:
     out: str
     quiet: bool
     farm_ranks: int = 0
-    farm: Any = None  # FarmConfig of the farm ranks, None without them
+    farm: Any = None  # ScreenConfig of the farm ranks, None without them
     checkpoint_every: int = 0
     resume_cycle: int = 0  # cycles done by the run being resumed
     dry_run: bool = False
@@ -232,11 +232,12 @@ RESUME_CHANGEABLE = ("quiet", "checkpoint_every", "dry_run", "no_report", "check
 
 
 def _farm_config(args: argparse.Namespace) -> Any:
-    """Validate the farm's flags; return its FarmConfig (``None`` without farm ranks)."""
+    """Validate the farm's flags; return its ScreenConfig (``None`` without farm ranks)."""
     from pathlib import Path
 
     from tcoupled.active import POLICIES
-    from tcoupled.farm_role import FARM_DIR, FarmConfig
+    from tcoupled.farm_role import FARM_DIR
+    from tcoupled.screening import ScreenConfig
 
     if args.farm_ranks < 0:
         raise ConfigError(f"--farm-ranks must be non-negative, got {args.farm_ranks}")
@@ -249,7 +250,7 @@ def _farm_config(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--farm-policy must be one of {', '.join(POLICIES)}, "
                           f"got {args.farm_policy!r}")
     _check_space(args.farm_space, args.farm_task)
-    return FarmConfig(out=str(Path(args.out) / FARM_DIR), space=args.farm_space,
+    return ScreenConfig(out=str(Path(args.out) / FARM_DIR), space=args.farm_space,
                       budget=args.farm_budget, initial=min(args.farm_initial, args.farm_budget),
                       policy=args.farm_policy, method=args.farm_method, task=args.farm_task,
                       seed=args.seed, resume=bool(args.resume))

@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from tcoupled.errors import ConfigError
+from tcoupled.screening import TASKS, ScreenConfig
 
 HELP = "active-learning screen of a molecule space for high ionization energies"
 USES_MPI = True
-TASKS = {"ie": "tcoupled.chemistry.ie:ie_task", "noop": "tcoupled.farm:noop_task"}
 CONFIG_FILE = "config.json"
-
-
-@dataclass(frozen=True)
-class ScreenConfig:
-    """Validated options of the ``screen`` command."""
-
-    space: str = "qm9"
-    budget: int = 24
-    initial: int = 8
-    policy: str = "greedy"
-    k: int = 4
-    kappa: float = 1.0
-    ensemble: int = 8
-    fp_radius: int = 4
-    fp_bits: int = 256
-    fp_cache: str = ""
-    method: str = "gfn2"
-    engine: str = "tblite"
-    fmax: float = 0.05
-    seed: int = 0
-    task: str = "ie"
-    task_timeout: float = 300.0
-    baseline: str = ""
-    out: str = "runs/screen"
-    resume: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
