@@ -109,5 +109,5 @@ setup(
         "bench": ["devito", "parsl", "redis"],
         "xtb-python": ["xtb", "typing_extensions"],
     },
-    entry_points={"console_scripts": ["tcoupled = tcoupled.cli:main"]},
+    entry_points={"console_scripts": ["tcoupled = tcoupled.app.cli:main"]},
 )

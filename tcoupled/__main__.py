@@ -2,7 +2,7 @@
 
 import sys
 
-from tcoupled.cli import main
+from tcoupled.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,8 +13,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from tcoupled.channels import ChannelContext, SlotSpec, open_channel
-from tcoupled.channels.device import is_device_array
+from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.coupling.channels.device import is_device_array
 
 world = MPI.COMM_WORLD
 rank = world.Get_rank()

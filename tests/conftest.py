@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 @pytest.fixture(scope="session")
 def MPI():  # noqa: N802 - the module's own name
-    from tcoupled.mpienv import init_mpi
+    from tcoupled.runtime.mpienv import init_mpi
 
     return init_mpi()
 
@@ -24,6 +24,6 @@ def comm_self(MPI):  # noqa: N803
 
 def backends_here() -> list[str]:
     """CPU kernel backends that can run on this machine."""
-    from tcoupled.backends import available_backends
+    from tcoupled.sim.backends import available_backends
 
     return [b for b in available_backends() if b != "cupy"]

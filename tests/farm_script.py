@@ -7,8 +7,8 @@ prints the overhead figures as ``OVERHEAD <json>``.
 import json
 import sys
 
-from tcoupled.farm import map_tasks, run_farm
-from tcoupled.mpienv import init_mpi
+from tcoupled.farm.manager import map_tasks, run_farm
+from tcoupled.runtime.mpienv import init_mpi
 
 KINDS = ["ok", "crash", "ok", "hang", "raise", "exit", "scf", "ok", "ok", "ok"]
 
@@ -38,7 +38,7 @@ def main():
     comm = init_mpi().COMM_WORLD.Dup()
     try:
         report = run_farm(comm, "farm_tasks:misbehave", 2.0, check_misbehaving)
-        overhead = run_farm(comm, "tcoupled.farm:noop_task", 5.0, noop_overhead)
+        overhead = run_farm(comm, "tcoupled.farm.manager:noop_task", 5.0, noop_overhead)
     except BaseException:
         import traceback
 

@@ -7,9 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from tcoupled.active import Learner, cached_fingerprints, compute_fingerprints, pick_best, unpack
-from tcoupled.errors import ConfigError
-from tcoupled.space import load_qm9, load_smiles_file
+from tcoupled.runtime.errors import ConfigError
+from tcoupled.screening.learner import (
+    Learner,
+    cached_fingerprints,
+    compute_fingerprints,
+    pick_best,
+    unpack,
+)
+from tcoupled.screening.space import load_qm9, load_smiles_file
 
 
 @pytest.fixture(scope="module")

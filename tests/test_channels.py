@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tcoupled.channels import CHANNELS, ZERO_COPY, ChannelContext, SlotSpec, channel_class
-from tcoupled.channels.device import CudaArrayView, as_tensor, is_device_array, to_host
-from tcoupled.errors import ConfigError, TcoupledError
+from tcoupled.coupling.channels import CHANNELS, ZERO_COPY, ChannelContext, SlotSpec, channel_class
+from tcoupled.coupling.channels.device import CudaArrayView, as_tensor, is_device_array, to_host
+from tcoupled.runtime.errors import ConfigError, TcoupledError
 
 from mpitools import check, python_mpi
 
@@ -112,7 +112,7 @@ class _FakeRuntime:
 
 
 def test_shm_cuda_ipc_path_with_fake_runtime():
-    from tcoupled.channels.shm import uses_cuda_ipc
+    from tcoupled.coupling.channels.shm import uses_cuda_ipc
 
     class FakeCupy:
         class cuda:  # noqa: N801

@@ -14,7 +14,7 @@ from tcoupled.chemistry import MoleculeError
 from tcoupled.chemistry.engines import get_engine
 from tcoupled.chemistry.geometry import Geometry, embed
 from tcoupled.chemistry.ie import HARTREE_EV, ionization_energy, relax, vertical_ie
-from tcoupled.errors import BackendUnavailable
+from tcoupled.runtime.errors import BackendUnavailable
 
 UNEMBEDDABLE = "C1C2C=CC3=C2N1C=C3"  # QM9 index 23668: ETKDG fails on this cage
 
@@ -76,7 +76,7 @@ def test_bad_molecules_fail_with_reason(smiles, reason):
 @pytest.mark.faults
 @pytest.mark.timeout(60)
 def test_qm9_geometry_rescues_unembeddable_cage():
-    from tcoupled.space import load_qm9
+    from tcoupled.screening.space import load_qm9
 
     space = load_qm9()
     index = space.smiles.index(UNEMBEDDABLE)

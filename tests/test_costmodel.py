@@ -4,16 +4,16 @@ import json
 
 import pytest
 
-from tcoupled.costmodel import (
+from tcoupled.coupling.channels import default_channel
+from tcoupled.coupling.costmodel import (
     HandoffCost,
     UnitCosts,
     Workload,
     choose_division,
-    default_channel,
     handoff_costs_from_bench,
     predict,
 )
-from tcoupled.errors import ConfigError
+from tcoupled.runtime.errors import ConfigError
 
 from mpitools import check, tcoupled
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tcoupled.errors import ConfigError
+from tcoupled.runtime.errors import ConfigError
 
 from mpitools import check, tcoupled
 
@@ -95,7 +95,7 @@ def test_time_breakdown_per_role(summaries):
 
 
 def _config(*flags: str, world: int):
-    from tcoupled.commands import couple
+    from tcoupled.app import couple
 
     parser = argparse.ArgumentParser()
     couple.add_arguments(parser)

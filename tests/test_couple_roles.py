@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tcoupled.errors import ConfigError
+from tcoupled.runtime.errors import ConfigError
 
 import mpitools
 from mpitools import check, mpiexec_path, tcoupled
@@ -143,7 +143,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path, space_run, space_file
 
 
 def _make(*flags: str, world: int = 2):
-    from tcoupled.commands import couple
+    from tcoupled.app import couple
 
     parser = argparse.ArgumentParser()
     couple.add_arguments(parser)
@@ -165,7 +165,7 @@ def test_resume_refuses_missing_dir_and_changed_physics(tmp_path):
 
 @pytest.mark.faults
 def test_corrupt_or_incomplete_checkpoints(tmp_path):
-    from tcoupled.checkpoint import latest_complete, rank_file, save_rank_state
+    from tcoupled.coupling.checkpoint import latest_complete, rank_file, save_rank_state
 
     for cycle in (2, 4):
         save_rank_state(tmp_path, cycle, 0, {"cycle": cycle})

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tcoupled.decomposition import Block, block_offsets, block_sizes, box_size, check_grid_fits
-from tcoupled.errors import ConfigError
+from tcoupled.runtime.errors import ConfigError
+from tcoupled.sim.decomposition import Block, block_offsets, block_sizes, box_size, check_grid_fits
 
 
 @pytest.mark.parametrize("n,parts", [(10, 3), (129, 4), (7, 7), (1000, 6), (5, 1)])

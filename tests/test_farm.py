@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tcoupled.farm import IsolatedRunner, Manager, map_tasks
+from tcoupled.farm.manager import IsolatedRunner, Manager, map_tasks
 
 from mpitools import REPO, python_mpi
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tcoupled.backends import cuda_device_count, resolve_device
-from tcoupled.errors import BackendUnavailable, ConfigError
-from tcoupled.faults import Fault, parse
+from tcoupled.runtime.errors import BackendUnavailable, ConfigError
+from tcoupled.runtime.faults import Fault, parse
+from tcoupled.sim.backends import cuda_device_count, resolve_device
 
 from mpitools import tcoupled
 

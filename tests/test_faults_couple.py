@@ -35,7 +35,7 @@ def space_file(tmp_path_factory):
 
 def complete_checkpoints(out, ranks: int) -> list[int]:
     """Complete checkpoints, each rank file loaded back (as ``--resume`` would)."""
-    from tcoupled.checkpoint import complete_cycles, load_rank_state
+    from tcoupled.coupling.checkpoint import complete_cycles, load_rank_state
 
     cycles = complete_cycles(out, ranks)
     for cycle in cycles:
@@ -79,7 +79,7 @@ def test_exception_on_a_train_rank_aborts_the_job_naming_rank_and_role(tmp_path)
 
 
 def test_exception_on_a_farm_rank_aborts_the_job_and_keeps_the_journal(tmp_path, space_file):
-    from tcoupled.screening import Journal
+    from tcoupled.screening.loop import Journal
 
     proc = tcoupled("couple", *BASE, "--cycles", "40", "--farm-ranks", "2", "--farm-task",
                     "noop", "--farm-space", str(space_file), "--farm-budget", "10",
@@ -95,7 +95,7 @@ def test_exception_on_a_farm_rank_aborts_the_job_and_keeps_the_journal(tmp_path,
 
 
 def test_sigterm_checkpoints_stops_cleanly_and_resume_finishes(tmp_path, space_file):
-    from tcoupled.screening import Journal
+    from tcoupled.screening.loop import Journal
 
     out = tmp_path / "run"
     flags = (*BASE, "--cycles", "16", "--train-ranks", "1", "--farm-ranks", "1",
@@ -167,8 +167,8 @@ def test_full_disk_is_one_line_naming_the_file_and_keeps_checkpoints(small_disk)
 def test_a_write_past_the_file_size_limit_is_one_error_and_keeps_the_old_file(tmp_path):
     # No MPI here, so a size limit (what a quota does) works without root.
     script = ("import resource, sys\n"
-              "from tcoupled.store import write_json\n"
-              "from tcoupled.errors import TcoupledError\n"
+              "from tcoupled.runtime.store import write_json\n"
+              "from tcoupled.runtime.errors import TcoupledError\n"
               "write_json(sys.argv[1], {'small': 1})\n"
               "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
               "try:\n    write_json(sys.argv[1], {'big': 'x' * 10000})\n"

@@ -7,7 +7,7 @@ CPU runs cover the same logic through fakes (tests/test_channels.py); these run 
 import numpy as np
 import pytest
 
-from tcoupled.backends import cuda_device_count
+from tcoupled.sim.backends import cuda_device_count
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(cuda_device_count() == 0, reason="no CUDA GPU")]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.gpu,
 def test_cupy_kernel_matches_numpy(dtype, tol):
     import cupy
 
-    from tcoupled.backends import load_backend
+    from tcoupled.sim.backends import load_backend
 
     rng = np.random.default_rng(2)
     u = rng.standard_normal((130, 257)).astype(dtype)
@@ -32,8 +32,8 @@ def test_cupy_kernel_matches_numpy(dtype, tol):
 
 
 def test_cupy_solver_matches_numpy_solver(comm_self):
-    from tcoupled.config import WaveConfig, stable_dt
-    from tcoupled.solver import WaveSolver
+    from tcoupled.sim.config import WaveConfig, stable_dt
+    from tcoupled.sim.solver import WaveSolver
 
     fields = {}
     for kernel in ("numpy", "cupy"):

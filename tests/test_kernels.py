@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tcoupled.backends import load_backend, resolve_backend
-from tcoupled.errors import BackendUnavailable, ConfigError
+from tcoupled.runtime.errors import BackendUnavailable, ConfigError
+from tcoupled.sim.backends import load_backend, resolve_backend
 
 from conftest import backends_here
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from tcoupled.errors import LayoutError
-from tcoupled.layout import RoleCounts, plan_ranks
+from tcoupled.placement.plan import RoleCounts, plan_ranks
+from tcoupled.runtime.errors import LayoutError
 
 from mpitools import check, tcoupled
 

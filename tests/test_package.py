@@ -9,17 +9,19 @@ from mpitools import check, tcoupled
 
 
 def test_importing_library_modules_initialises_nothing():
-    code = ("import sys, tcoupled, tcoupled.solver, tcoupled.layout, tcoupled.halo, "
-            "tcoupled.backends, tcoupled.cli, tcoupled.store, tcoupled.commands.wave, "
-            "tcoupled.commands.plan\n"
+    code = ("import sys, tcoupled, tcoupled.sim.solver, tcoupled.placement.layout, "
+            "tcoupled.sim.halo, "
+            "tcoupled.sim.backends, tcoupled.app.cli, tcoupled.runtime.store, "
+            "tcoupled.app.wave, "
+            "tcoupled.app.plan\n"
             "bad = [m for m in ('torch', 'mpi4py.MPI', 'cupy', 'h5py') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_missing_c_library_falls_back_to_numpy_once(monkeypatch, tmp_path, capsys):
-    import tcoupled.backends as backends
-    from tcoupled.backends import c_backend
+    import tcoupled.sim.backends as backends
+    from tcoupled.sim.backends import c_backend
 
     monkeypatch.setattr(c_backend, "_LIB_DIR", tmp_path)
     c_backend.library_path.cache_clear()

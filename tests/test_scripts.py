@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tcoupled.layout import RoleCounts, plan_ranks
+from tcoupled.placement.plan import RoleCounts, plan_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted([*REPO.glob("run/*.sh"), *REPO.glob("run/polaris/*"), REPO / ".ci" / "run"])

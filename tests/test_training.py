@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tcoupled.errors import ConfigError
+from tcoupled.runtime.errors import ConfigError
 from tcoupled.training.ensemble import MemberParams, member_params
 from tcoupled.training.model import build_model
 from tcoupled.training.trainer import Trainer, pairs_from_frames, relative_l2, rollout

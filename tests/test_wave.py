@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from tcoupled.config import WaveConfig, stable_dt
-from tcoupled.errors import ConfigError
-from tcoupled.initial import exact_mode
-from tcoupled.solver import WaveSolver
+from tcoupled.runtime.errors import ConfigError
+from tcoupled.sim.config import WaveConfig, stable_dt
+from tcoupled.sim.initial import exact_mode
+from tcoupled.sim.solver import WaveSolver
 
 from mpitools import check, tcoupled
 

@@ -34,7 +34,7 @@ METHODS = ("inproc", "shm", "mpi", "file", "np.save", "redis")
 
 def inproc_handoff(n: int, min_time: float) -> dict:
     """Best seconds of one ``inproc`` handoff (acquire, publish, receive, release)."""
-    from tcoupled.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     spec = SlotSpec(1, (n, n), DTYPE)
     channel = open_channel("inproc", ChannelContext(), spec)

@@ -55,7 +55,7 @@ def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
 def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
                     min_time: float) -> dict | None:
     """Median seconds per handoff of an ``n x n`` field through channel ``name``."""
-    from tcoupled.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     rank = world.Get_rank()
     spec = SlotSpec(1, (n, n), DTYPE)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--staging", required=True)
     parser.add_argument("--min-time", type=float, default=0.3)
     args = parser.parse_args(argv)
-    from tcoupled.mpienv import init_mpi
+    from tcoupled.runtime.mpienv import init_mpi
 
     MPI = init_mpi()
     world = MPI.COMM_WORLD

@@ -20,7 +20,7 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     """Train ``warmup + iters`` iterations; time the last ``iters`` on every rank."""
     import torch
 
-    from tcoupled.telemetry import PhaseTimer
+    from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.training.ensemble import MemberParams, init_member_group
     from tcoupled.training.model import build_model
     from tcoupled.training.trainer import Trainer
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kernel-size", type=int, default=5)
     args = parser.parse_args(argv)
     from tcoupled.bench.launch import print_result
-    from tcoupled.mpienv import init_mpi
+    from tcoupled.runtime.mpienv import init_mpi
 
     world = init_mpi().COMM_WORLD
     mine = measure(world, args.n, args.batch, args.iters, args.warmup, args.kernel_size)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tcoupled.farm import noop_task
+from tcoupled.farm.manager import noop_task
 
 MODULE = "tcoupled.bench.farm_driver"
 TASK = f"{MODULE}:timed_task"
@@ -43,7 +43,7 @@ MapBatch = Callable[[list], tuple[list[dict], int]]  # payloads -> (ok outcomes,
 def timed_task(payload: dict) -> dict:
     """Run the farm's no-op task or the xTB ionization-energy task; report its own run time.
 
-    ``payload["kind"]`` is ``"noop"`` (:func:`tcoupled.farm.noop_task`) or ``"xtb"``
+    ``payload["kind"]`` is ``"noop"`` (:func:`tcoupled.farm.manager.noop_task`) or ``"xtb"``
     (:func:`tcoupled.chemistry.ie.ie_task`, GFN2 by default).
     """
     start = time.perf_counter()
@@ -107,8 +107,8 @@ def measure(runner: str, n_workers: int, map_batch: MapBatch,
 
 def run_farm(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list | None:
     """The MPI farm over ``COMM_WORLD``; the rows on rank 0, ``None`` elsewhere."""
-    from tcoupled import farm
-    from tcoupled.mpienv import init_mpi
+    from tcoupled.farm import manager as farm
+    from tcoupled.runtime.mpienv import init_mpi
 
     farm_comm = init_mpi().COMM_WORLD.Dup()
 
@@ -175,7 +175,7 @@ def run_parsl(batches: list[tuple[str, int]], repeats: int, n_workers: int,
 
 def run_helper(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list[dict]:
     """The farm's helper process alone (one pipe round trip per task, no MPI)."""
-    from tcoupled.farm import IsolatedRunner
+    from tcoupled.farm.manager import IsolatedRunner
 
     runner = IsolatedRunner(TASK, timeout)
 

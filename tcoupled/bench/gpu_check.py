@@ -44,7 +44,7 @@ def stencil_rate(n: int = 8192) -> float:
     """Cells per second of the CuPy leapfrog kernel on an ``n x n`` float32 grid."""
     import cupy
 
-    from tcoupled.backends import load_backend
+    from tcoupled.sim.backends import load_backend
 
     backend = load_backend("cupy")
     u = cupy.random.standard_normal((n, n), dtype=cupy.float32)
@@ -83,7 +83,7 @@ def main(out: str) -> None:
         "stencil_fraction_of_copy_bound": rate * 12 / (bw * 1e9),
         "dlpack_handoff_us": {str(n): dlpack_handoff_us(n) for n in (256, 8192)},
     }
-    from tcoupled.store import write_json
+    from tcoupled.runtime.store import write_json
 
     write_json(Path(out, "device_report.json"), report)
     print(json.dumps(report, indent=2))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcoupled.errors import TcoupledError
+from tcoupled.runtime.errors import TcoupledError
 
 RESULT_PREFIX = "RESULT "
 

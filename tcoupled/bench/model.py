@@ -2,9 +2,9 @@
 
 For each case (a layout and sizes, in time and in space division) the per-unit costs
 are calibrated in this process exactly as ``couple --division auto`` does
-(:func:`tcoupled.costmodel.calibrate`), the handoff costs are fitted to the
+(:func:`tcoupled.coupling.costmodel.calibrate`), the handoff costs are fitted to the
 ``channels`` result of the same ``bench.json`` when there is one, and the prediction
-of :func:`tcoupled.costmodel.predict` is set against ``wall_s / cycles`` of a real
+of :func:`tcoupled.coupling.costmodel.predict` is set against ``wall_s / cycles`` of a real
 ``mpiexec`` launch of ``couple``. Run it after ``bench channels`` (``bench all`` does).
 """
 
@@ -48,14 +48,15 @@ def workload_of(flags: tuple[str, ...], ranks: int, cycles: int) -> tuple[Any, s
     """The cost-model workload, division and channel that ``couple`` flags describe."""
     import argparse
 
-    from tcoupled.commands import couple
-    from tcoupled.costmodel import Workload, default_channel
+    from tcoupled.coupling.channels import default_channel
+    from tcoupled.coupling.costmodel import Workload
     from tcoupled.training.ensemble import member_params
+    from tcoupled.workflow.couple_flags import add_arguments
 
     parser = argparse.ArgumentParser()
-    couple.add_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args([*COMMON, *flags, "--cycles", str(cycles)])
-    from tcoupled.config import wave_config_from_args
+    from tcoupled.sim.config import wave_config_from_args
 
     sim = ranks - args.train_ranks
     members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
@@ -86,7 +87,7 @@ def best_measured(flags: tuple[str, ...], ranks: int, cycles: int,
     The best, as the calibration takes the best of its repeats: on a shared machine
     it is the run the other load disturbed least. ``None`` if launches keep failing.
     """
-    from tcoupled.errors import TcoupledError
+    from tcoupled.runtime.errors import TcoupledError
 
     times, failures = [], 0
     while len(times) < launches and failures < 2:
@@ -100,8 +101,8 @@ def best_measured(flags: tuple[str, ...], ranks: int, cycles: int,
 
 def handoff_costs(out: Path) -> tuple[dict, str]:
     """Handoff costs fitted to this run's ``bench channels`` result, else the defaults."""
-    from tcoupled.costmodel import DEFAULT_HANDOFF, handoff_costs_from_bench
-    from tcoupled.store import read_json
+    from tcoupled.coupling.costmodel import DEFAULT_HANDOFF, handoff_costs_from_bench
+    from tcoupled.runtime.store import read_json
 
     path = out / "bench.json"
     channels = read_json(path).get("channels") if path.exists() else None
@@ -112,7 +113,7 @@ def handoff_costs(out: Path) -> tuple[dict, str]:
 
 def run(options: dict) -> dict:
     """Predict and measure every case; ``options['quick']`` runs two tiny ones."""
-    from tcoupled.costmodel import calibrate, predict
+    from tcoupled.coupling.costmodel import calibrate, predict
 
     quick = options.get("quick", False)
     cycles, launches = (3, 1) if quick else (6, 2)

@@ -25,7 +25,7 @@ NAME = "stencil"
 
 def bandwidth(dtype: str, mib: int) -> dict[str, float]:
     """Copy and triad bandwidth in GB/s (bytes read + written) on ``mib`` MiB arrays."""
-    from tcoupled.backends import load_backend
+    from tcoupled.sim.backends import load_backend
 
     c = load_backend("c")
     n = mib * 2**20 // np.dtype(dtype).itemsize
@@ -114,7 +114,7 @@ def scaling(ranks: list[int], n_strong: int, n_weak: int, steps: int) -> list[di
 
 def run(options: dict) -> dict:
     """Run the stencil benchmark; ``options['quick']`` shrinks every size."""
-    from tcoupled.backends import available_backends, load_backend
+    from tcoupled.sim.backends import available_backends, load_backend
 
     quick = options.get("quick", False)
     sizes = [64, 256] if quick else [128, 512, 1024, 2048, 4096]

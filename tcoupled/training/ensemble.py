@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tcoupled.errors import ConfigError
-from tcoupled.mpienv import env
+from tcoupled.runtime.errors import ConfigError
+from tcoupled.runtime.mpienv import env
 
 
 @dataclass(frozen=True)

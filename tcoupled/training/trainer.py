@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tcoupled.telemetry import PhaseTimer
+from tcoupled.runtime.telemetry import PhaseTimer
 
 #: one group of training pairs: inputs and targets, each (n, 1, nx, ny)
 Pairs = tuple[torch.Tensor, torch.Tensor]

@@ -5,8 +5,8 @@ The CLI's error handling must abort every rank (the test fails on a hang).
 
 from types import SimpleNamespace
 
-from tcoupled.cli import _run
-from tcoupled.mpienv import init_mpi
+from tcoupled.app.cli import _run
+from tcoupled.runtime.mpienv import init_mpi
 
 world = init_mpi().COMM_WORLD
 

@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 
-from tcoupled.backends import available_backends
-from tcoupled.config import WaveConfig, stable_dt
-from tcoupled.mpienv import init_mpi
-from tcoupled.solver import WaveSolver
+from tcoupled.runtime.mpienv import init_mpi
+from tcoupled.sim.backends import available_backends
+from tcoupled.sim.config import WaveConfig, stable_dt
+from tcoupled.sim.solver import WaveSolver
 
 MPI = init_mpi()
 world = MPI.COMM_WORLD

@@ -1,8 +1,9 @@
 """Run under mpiexec -n 4: Layout splits COMM_WORLD into role, member and node comms."""
 
-from tcoupled.errors import LayoutError
-from tcoupled.layout import Layout, RoleCounts
-from tcoupled.mpienv import init_mpi
+from tcoupled.placement.layout import Layout
+from tcoupled.placement.plan import RoleCounts
+from tcoupled.runtime.errors import LayoutError
+from tcoupled.runtime.mpienv import init_mpi
 
 MPI = init_mpi()
 world = MPI.COMM_WORLD

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tcoupled.errors import BackendUnavailable
+from tcoupled.runtime.errors import BackendUnavailable
 
 #: engine name -> module defining ``make_engine()``.
 ENGINES = {

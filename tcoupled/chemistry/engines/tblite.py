@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcoupled.errors import BackendUnavailable
+from tcoupled.runtime.errors import BackendUnavailable
 
 
 class TbliteEngine:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tcoupled.errors import BackendUnavailable
+from tcoupled.runtime.errors import BackendUnavailable
 
 #: our Hamiltonian names -> xtb-python's method names.
 _METHODS = {"GFN2-xTB": "GFN2-xTB", "IPEA1-xTB": "IPEA-xTB"}

@@ -1,1 +1,0 @@
-"""Commands: thin modules that compose the library (see :mod:`tcoupled.cli`)."""

@@ -1,0 +1,141 @@
+"""``shm``: a sim rank and its train ranks share a node; the slot is read in place.
+
+CPU: one MPI shared-memory window per node (``MPI_Win_allocate_shared`` over
+the node communicator); each sim rank owns ``slots`` slots in it and its
+train ranks view them through ``Shared_query`` -- a NumPy view of the same
+physical memory, turned into a tensor through DLPack. GPU: the slots are
+device arrays exported once through CUDA IPC (``ipcGetMemHandle``) and opened
+by the receivers (``ipcOpenMemHandle``). Either way nothing is copied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.device import CudaArrayView, as_tensor, synchronize
+from tcoupled.runtime.errors import TcoupledError
+
+IPC_TAG = 7103
+
+
+def uses_cuda_ipc(xp: Any) -> bool:
+    """Whether fields of array module ``xp`` live on a GPU (CuPy-like)."""
+    return hasattr(xp, "cuda") and hasattr(xp.cuda, "runtime")
+
+
+class ShmSender(Sender):
+    """Slots in this rank's part of the node window (or device arrays + IPC)."""
+
+    zero_copy = True
+
+    def __init__(self, ctx: ChannelContext, feeds: tuple[int, ...], spec: SlotSpec,
+                 channel: ShmChannel) -> None:
+        super().__init__(ctx, feeds, spec)
+        if channel.gpu:
+            self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+            runtime = ctx.xp.cuda.runtime
+            handles = [runtime.ipcGetMemHandle(buf.data.ptr) for buf in self.buffers]
+            for feed in self.feeds:
+                self._requests.append(ctx.world.isend(handles, dest=feed, tag=IPC_TAG))
+        else:
+            self.buffers = list(channel.local_slots())
+        self.channel = channel
+
+    def _slot(self, slot: int) -> Any:
+        return self.buffers[slot]
+
+    def _publish(self, slot: int, cycle: int) -> None:
+        synchronize(self.ctx.xp)
+        self.channel.sync()
+
+
+class ShmReceiver(Receiver):
+    """Views the sender's slots in place; the views are built once."""
+
+    zero_copy = True
+
+    def __init__(self, ctx: ChannelContext, source: int, spec: SlotSpec, cycles: int,
+                 channel: ShmChannel) -> None:
+        super().__init__(ctx, source, spec, cycles)
+        self.channel = channel
+        if channel.gpu:
+            runtime = ctx.xp.cuda.runtime
+            handles = ctx.world.recv(source=source, tag=IPC_TAG)
+            self._pointers = [runtime.ipcOpenMemHandle(h) for h in handles]
+            self.arrays = [CudaArrayView(p, spec.shape, spec.dtype) for p in self._pointers]
+        else:
+            self.arrays = list(channel.remote_slots(source, spec))
+        self.tensors = [as_tensor(array) for array in self.arrays]
+
+    def _fetch(self, slot: int, cycle: int) -> Any:
+        self.channel.sync()
+        return self.tensors[slot]
+
+    def _free(self) -> None:
+        if self.channel.gpu:
+            runtime = self.ctx.xp.cuda.runtime
+            for pointer in self._pointers:
+                runtime.ipcCloseMemHandle(pointer)
+        self.tensors, self.arrays = [], []
+
+
+class ShmChannel(Channel):
+    """Node-local zero-copy channel; construction is collective over ``node_comm``."""
+
+    name = "shm"
+    zero_copy = True
+    same_node = True
+
+    def __init__(self, ctx: ChannelContext, spec: SlotSpec | None) -> None:
+        super().__init__(ctx, spec)
+        if ctx.node_comm is None:
+            raise TcoupledError("shm channel needs the node communicator")
+        self.gpu = uses_cuda_ipc(ctx.xp)
+        from tcoupled.runtime.mpienv import init_mpi
+
+        MPI = init_mpi()
+        size = 0 if (spec is None or self.gpu) else spec.nbytes * ctx.slots
+        itemsize = np.dtype(spec.dtype).itemsize if spec is not None else 1
+        self.win = MPI.Win.Allocate_shared(size, itemsize, comm=ctx.node_comm)
+        self.win.Lock_all(MPI.MODE_NOCHECK)
+
+    def sync(self) -> None:
+        """Memory barrier on the window (unified model: makes stores visible)."""
+        self.win.Sync()
+
+    def local_slots(self) -> list[np.ndarray]:
+        """NumPy views of this rank's slots in the window."""
+        return self._views(self.ctx.node_comm.Get_rank(), self.spec)
+
+    def remote_slots(self, source: int, spec: SlotSpec) -> list[np.ndarray]:
+        """NumPy views of the slots of world rank ``source`` (on this node)."""
+        world_group = self.ctx.world.Get_group()
+        node_group = self.ctx.node_comm.Get_group()
+        node_rank = world_group.Translate_ranks([source], node_group)[0]
+        world_group.Free()
+        node_group.Free()
+        if node_rank < 0:
+            raise TcoupledError(f"shm channel: sim rank {source} is not on this node")
+        return self._views(node_rank, spec)
+
+    def _views(self, node_rank: int, spec: SlotSpec) -> list[np.ndarray]:
+        buffer, _ = self.win.Shared_query(node_rank)
+        flat = np.frombuffer(buffer, dtype=spec.dtype, count=spec.nbytes * self.ctx.slots
+                             // np.dtype(spec.dtype).itemsize)
+        return list(flat.reshape(self.ctx.slots, *spec.shape))
+
+    def sender(self, feeds: tuple[int, ...]) -> ShmSender:
+        """Sender writing into this rank's window slots."""
+        return ShmSender(self.ctx, feeds, self.spec, self)
+
+    def receiver(self, source: int, spec: SlotSpec, cycles: int) -> ShmReceiver:
+        """Receiver viewing the window slots of ``source``."""
+        return ShmReceiver(self.ctx, source, spec, cycles, self)
+
+    def close(self) -> None:
+        """Free the window (collective over the node); drop every view first."""
+        self.win.Unlock_all()
+        self.win.Free()

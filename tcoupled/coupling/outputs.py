@@ -1,0 +1,148 @@
+"""The summary of a coupled run: every rank's record becomes ``summary.json`` and ``results.h5``.
+
+Runs on rank 0 after the roles have finished. Phase names that count as compute are
+defined here once (:data:`SOLVING`, :data:`TRAINING`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tcoupled.coupling.config import config_dict
+from tcoupled.coupling.schedule import combine_digests
+
+SOLVING = ("sim", "halo")
+TRAINING = ("train", "allreduce")
+
+
+def time_breakdown(records: list[dict]) -> dict:
+    """Mean seconds per phase for each role, with ``other`` = wall minus the phases."""
+    roles: dict[str, list[dict]] = {}
+    for record in records:
+        roles.setdefault(record["role"], []).append(record)
+    breakdown = {}
+    for role, members in roles.items():
+        names = sorted({name for r in members for name in r["phases"]})
+        mean = {name: float(np.mean([r["phases"].get(name, 0.0) for r in members]))
+                for name in names}
+        mean["wall"] = float(np.mean([r["wall_s"] for r in members]))
+        mean["other"] = max(0.0, mean["wall"] - sum(mean[n] for n in names))
+        breakdown[role] = {"ranks": len(members), **mean}
+    return breakdown
+
+
+def coupling_overhead(records: list[dict]) -> float:
+    """Fraction of the sim and train ranks' wall time spent neither solving nor training."""
+    records = [r for r in records if r["role"] != "farm"]
+    wall = sum(r["wall_s"] for r in records)
+    useful = sum(r["phases"].get(name, 0.0) for r in records for name in SOLVING + TRAINING)
+    return max(0.0, 1.0 - useful / wall) if wall > 0 else 0.0
+
+
+def _member_digests(records: list[dict]) -> dict[int, str]:
+    entries: dict[int, list] = {}
+    for record in records:
+        if record["trains"]:
+            entries.setdefault(record["member"], []).extend(map(tuple, record["digests"]))
+    return {member: combine_digests(items) for member, items in sorted(entries.items())}
+
+
+def _members(config: Any, records: list[dict]) -> list[dict]:
+    leaders = {r["member"]: r for r in records if r.get("leader")}
+    members = []
+    for index, params in enumerate(config.members):
+        losses = leaders[index]["losses"]
+        members.append({"member": index, **params.as_dict(),
+                        "ranks": sum(1 for r in records if r["trains"] and r["member"] == index),
+                        "first_loss": losses[0], "last_loss": losses[-1],
+                        "loss_ratio": losses[-1] / losses[0] if losses[0] else None,
+                        "param_spread": leaders[index]["param_spread"]})
+    return members
+
+
+def build_summary(config: Any, records: list[dict], farm: dict | None = None) -> dict:
+    """Return the key figures of a coupled run (stable key names; see the README).
+
+    ``records`` holds every rank's record, farm ranks included (they count in the time
+    breakdown); ``farm`` is the farm role's own summary, ``None`` without farm ranks.
+    """
+    everyone, records = records, [r for r in records if r["role"] != "farm"]
+    digests = _member_digests(records)
+    handoffs = sum(r["handoffs"] for r in records)
+    handoff_s = sum(r["phases"].get("handoff", 0.0) for r in records)
+    leaders = sorted((r for r in records if r.get("leader")), key=lambda r: r["member"])
+    return {
+        "command": "couple", "division": config.division, "channel": config.channel,
+        "sim_ranks": config.sim_ranks, "train_ranks": config.train_ranks,
+        "ensemble": config.ensemble, "cycles": config.cycles,
+        "sim_steps": config.sim_steps, "train_iters": config.train_iters,
+        "grid": list(config.wave.grid), "dtype": config.wave.dtype,
+        "handoffs": handoffs,
+        "handoff_bytes_copied": int(sum(r["bytes_copied"] for r in records)),
+        "handoff_s_per_handoff": handoff_s / handoffs if handoffs else 0.0,
+        "samples_per_handoff": config.sim_steps,
+        "data_digest": digests[0], "member_digests_agree": len(set(digests.values())) == 1,
+        "members": _members(config, records),
+        "rollout_rel_l2": [r["rollout_rel_l2"] for r in leaders],
+        "time_breakdown": time_breakdown(everyone),
+        "coupling_overhead": coupling_overhead(records),
+        "wall_s": max(r["wall_s"] for r in everyone),
+        "farm_ranks": config.farm_ranks, "farm": farm,
+        "resumed_from_cycle": config.resume_cycle,
+        "checkpoints": _checkpoints(config),
+    }
+
+
+def _checkpoints(config: Any) -> list[int]:
+    from tcoupled.coupling.checkpoint import complete_cycles
+
+    return complete_cycles(config.out, config.sim_ranks + config.train_ranks)
+
+
+def _write_fields(h5: Any, records: list[dict]) -> None:
+    """Held-out fields: the solver's start and last rollout state, each member's prediction."""
+    fields = next((r["fields"] for r in records if r.get("fields")), None)
+    if fields is None:
+        return
+    group = h5.create_group("fields")
+    group.attrs["description"] = ("held-out solver fields (global arrays): 'start' is where "
+                                  "the rollout begins, 'truth' the solver after --rollout "
+                                  "steps; members/N/prediction is the surrogate's")
+    for name, value in fields.items():
+        if value is not None:
+            group[name] = np.asarray(value)
+
+
+def write_outputs(config: Any, records: list[dict], log: Any,
+                  farm: dict | None = None) -> dict:
+    """Write ``summary.json`` and ``results.h5``; log the key figures."""
+    from tcoupled.runtime.store import open_results, write_summary
+
+    summary = build_summary(config, records, farm)
+    with open_results(config.out, config_dict(config), "couple") as h5:
+        for member, errors in zip(summary["members"], summary["rollout_rel_l2"], strict=True):
+            group = h5.create_group(f"members/{member['member']}")
+            group.attrs.update({k: v for k, v in member.items() if v is not None})
+            group["rollout_rel_l2"] = np.asarray(errors)
+            losses = next(r["losses"] for r in records
+                          if r.get("leader") and r["member"] == member["member"])
+            group["loss"] = np.asarray(losses)
+            leader = next(r for r in records
+                          if r.get("leader") and r["member"] == member["member"])
+            group["parameters"] = np.asarray(leader["parameters"])
+            if leader.get("prediction") is not None:
+                group["prediction"] = np.asarray(leader["prediction"])
+        _write_fields(h5, records)
+    write_summary(config.out, summary)
+    log.info(f"couple: {config.division} division, channel {config.channel}, "
+             f"{config.sim_ranks} sim + {config.train_ranks} train rank(s), "
+             f"{summary['handoffs']} handoffs, {summary['handoff_bytes_copied']} bytes copied")
+    for member, errors in zip(summary["members"], summary["rollout_rel_l2"], strict=True):
+        log.info(f"  member {member['member']} (k={member['kernel_size']}): loss "
+                 f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, rollout rel L2 "
+                 f"{' '.join(f'{e:.3f}' for e in errors)}")
+    log.info(f"  wall {summary['wall_s']:.3f} s, coupling overhead "
+             f"{summary['coupling_overhead']:.1%}; results in {config.out}")
+    return summary

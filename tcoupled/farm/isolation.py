@@ -1,0 +1,111 @@
+"""Process isolation of farm tasks: each worker runs its tasks in one helper process.
+
+The helper is a fresh ``python -c`` child talking over an OS pipe (not a fork of the MPI
+process, so no MPI state is duplicated). It imports the task function once and then
+serves tasks, so a task costs a pipe round trip. A crash (segfault, ``os._exit``), a hang
+past the timeout or an exception is returned as a failure with its reason; a dead helper
+is replaced before the next task. The helper runs with one OpenMP thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _load(task: str) -> Callable[[Any], Any]:
+    """Return the function named ``"package.module:function"``.
+
+    If its module defines ``warmup()``, it is called once (heavy imports), so
+    the first task does not pay for them.
+    """
+    module_name, _, func_name = task.partition(":")
+    module = importlib.import_module(module_name)
+    if hasattr(module, "warmup"):
+        module.warmup()
+    return getattr(module, func_name)
+
+
+def _child_main(read_fd: int, write_fd: int, task: str) -> None:
+    """Serve tasks in the helper process until the pipe closes."""
+    from multiprocessing.connection import Connection
+
+    # Stopped by its parent only: a SIGTERM sent to the whole job must not turn the
+    # running calculation into a recorded failure while the farm winds down.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    func = _load(task)
+    while True:
+        try:
+            payload = inbox.recv()
+        except EOFError:
+            return
+        try:
+            outbox.send(("ok", func(payload), ""))
+        except BaseException as exc:  # noqa: BLE001 - every failure is a result
+            outbox.send(("failed", None, f"{type(exc).__name__}: {exc}"))
+
+
+class IsolatedRunner:
+    """Run tasks in a helper process with a timeout; see the module docstring."""
+
+    def __init__(self, task: str, timeout: float) -> None:
+        self.task, self.timeout = task, timeout
+        self._proc: subprocess.Popen | None = None
+        self._inbox = self._outbox = None
+
+    def _start(self) -> None:
+        from multiprocessing.connection import Connection
+
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+        code = (f"from tcoupled.farm.isolation import _child_main; "
+                f"_child_main({to_child_r}, {from_child_w}, {self.task!r})")
+        self._proc = subprocess.Popen([sys.executable, "-c", code], env=env,
+                                      pass_fds=(to_child_r, from_child_w))
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._outbox = Connection(to_child_w, readable=False)
+        self._inbox = Connection(from_child_r, writable=False)
+
+    def start(self) -> None:
+        """Start the helper now (it warms up while the manager prepares)."""
+        if self._proc is None:
+            self._start()
+
+    def run(self, payload: Any) -> tuple[str, Any, str]:
+        """Return ``(status, value, error)`` for one task; never raises for a task's fault."""
+        self.start()
+        try:
+            self._outbox.send(payload)
+            if not self._inbox.poll(self.timeout):
+                self.close()
+                return "failed", None, f"timeout: task exceeded --task-timeout {self.timeout:g} s"
+            return self._inbox.recv()
+        except (EOFError, OSError):
+            code = self._proc.wait()
+            self.close()
+            return "failed", None, f"crash: task process died ({_describe_exit(code)})"
+
+    def close(self) -> None:
+        """Stop the helper (kill it if it is still running)."""
+        if self._proc is None:
+            return
+        for conn in (self._outbox, self._inbox):
+            conn.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit status {code}"

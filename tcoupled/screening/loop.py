@@ -1,0 +1,231 @@
+"""The active-learning screen on the task farm (manager side).
+
+Workers never wait for a whole batch: whenever one frees up, the model is
+retrained on every result so far (if new results arrived), the whole search
+space is predicted, and the best-scored molecule that is neither simulated nor
+running is submitted. Every finished calculation is appended to a journal
+(``journal.jsonl``, flushed and synced), which is what ``--resume`` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tcoupled.runtime.telemetry import get_logger
+from tcoupled.screening.learner import Learner, pick_best
+
+#: the farm's task functions, by ``--task`` name
+TASKS = {"ie": "tcoupled.chemistry.ie:ie_task", "noop": "tcoupled.farm.manager:noop_task"}
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Options of a screen: the ``screen`` command's, and the farm role's of ``couple``."""
+
+    space: str = "qm9"
+    budget: int = 24
+    initial: int = 8
+    policy: str = "greedy"
+    k: int = 4
+    kappa: float = 1.0
+    ensemble: int = 8
+    fp_radius: int = 4
+    fp_bits: int = 256
+    fp_cache: str = ""
+    method: str = "gfn2"
+    engine: str = "tblite"
+    fmax: float = 0.05
+    seed: int = 0
+    task: str = "ie"
+    task_timeout: float = 300.0
+    baseline: str = ""
+    out: str = "runs/screen"
+    resume: bool = False
+
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+@dataclass
+class Record:
+    """One finished calculation."""
+
+    index: int
+    smiles: str
+    ie_ev: float
+    status: str
+    error: str
+    worker: int
+    start: float
+    end: float
+    seconds: float
+    predicted: float  # the model's prediction when submitted (nan: random pick)
+
+
+@dataclass
+class Snapshot:
+    """The model after one retraining."""
+
+    n_train: int
+    n_done: int
+    elapsed: float
+    best_predicted_ie: float
+    best_predicted_smiles: str
+    mean_abs_error_new: float  # |prediction - result| over results since the last snapshot
+    predict_s: float
+
+
+class Journal:
+    """Append-only record of finished calculations, safe against a killed run."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / JOURNAL_FILE
+
+    def load(self) -> list[Record]:
+        """Return the records written so far (a torn last line, left by a kill, is dropped)."""
+        if not self.path.exists():
+            return []
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):  # cut the torn tail so appends stay whole
+            from tcoupled.runtime.store import atomic_path
+
+            text = text[:text.rfind("\n") + 1]
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(text)
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(Record(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue
+        return records
+
+    def append(self, record: Record) -> None:
+        """Write one record durably; a failed write (full disk) names the journal."""
+        from tcoupled.runtime.store import write_failed
+
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(asdict(record)) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise write_failed(self.path, exc) from None
+
+
+def _value(result_value: Any) -> float:
+    """Return the IE from a task's value (a dict with ``ie_ev`` or a number)."""
+    if isinstance(result_value, dict):
+        return float(result_value["ie_ev"])
+    return float(result_value)
+
+
+class ScreenLoop:
+    """Drive the farm's manager through one active-learning screen."""
+
+    def __init__(self, config: Any, space: Any, fingerprints: np.ndarray, manager: Any,
+                 journal: Journal, done: list[Record]) -> None:
+        self.config, self.space, self.manager, self.journal = config, space, manager, journal
+        self.learner = Learner(fingerprints, config.k, config.ensemble, config.seed)
+        self.available = fingerprints.any(axis=1)
+        self.rng = np.random.default_rng(config.seed)
+        self.records: list[Record] = []
+        self.snapshots: list[Snapshot] = []
+        self.time_offset = max((r.end for r in done), default=0.0)
+        self.in_flight: dict[int, tuple[int, float]] = {}  # task id -> (index, predicted)
+        self.scores: np.ndarray | None = None
+        self.predicted: np.ndarray | None = None
+        self.unscored: list[Record] = []
+        self.next_task_id = 0
+        for record in done:
+            self._learn(record)
+
+    def _learn(self, record: Record) -> None:
+        self.records.append(record)
+        self.available[record.index] = False
+        if record.status == "ok":
+            self.learner.add(record.index, record.ie_ev)
+            self.scores = None
+            self.unscored.append(record)
+
+    def _retrain(self) -> None:
+        start = time.perf_counter()
+        self.scores, self.predicted = self.learner.scores(self.config.policy,
+                                                          self.config.kappa)
+        seconds = time.perf_counter() - start
+        masked = np.where(self.available, self.predicted, -np.inf)
+        best = int(np.argmax(masked)) if np.isfinite(masked).any() else -1
+        errors = [abs(r.predicted - r.ie_ev) for r in self.unscored if np.isfinite(r.predicted)]
+        self.snapshots.append(Snapshot(
+            len(self.learner.train_y), len(self.records), self._elapsed(),
+            float(masked[best]) if best >= 0 else np.nan,
+            self.space.smiles[best] if best >= 0 else "",
+            float(np.mean(errors)) if errors else np.nan, seconds))
+        self.unscored = []
+
+    def _elapsed(self) -> float:
+        return self.time_offset + self.manager.stats.elapsed()
+
+    def _choose(self) -> tuple[int, float]:
+        """Return the next molecule to simulate and its predicted value."""
+        random_phase = len(self.records) + len(self.in_flight) < self.config.initial
+        if random_phase or not self.learner.train_y or self.config.policy == "random":
+            return int(self.rng.choice(np.flatnonzero(self.available))), np.nan
+        if self.scores is None:
+            self._retrain()
+        index = int(pick_best(self.scores, self.available, 1)[0])
+        return index, float(self.predicted[index])
+
+    def _payload(self, index: int) -> dict:
+        config = self.config
+        payload = {"smiles": self.space.smiles[index], "method": config.method,
+                   "engine": config.engine, "fmax": config.fmax, "seed": config.seed}
+        if config.task == "ie":
+            payload["fallback"] = self.space.fallback_geometry(index)
+        return payload
+
+    def _submit_while_idle(self) -> None:
+        while (self.manager.n_idle and self.available.any()
+               and len(self.records) + len(self.in_flight) < self.config.budget):
+            index, predicted = self._choose()
+            self.available[index] = False
+            task_id, self.next_task_id = self.next_task_id, self.next_task_id + 1
+            self.in_flight[task_id] = (index, predicted)
+            self.manager.submit(task_id, self._payload(index))
+
+    def _collect(self) -> Record:
+        result = self.manager.next_result()
+        index, predicted = self.in_flight.pop(result.task_id)
+        ok = result.status == "ok"
+        record = Record(index, self.space.smiles[index],
+                        _value(result.value) if ok else float("nan"), result.status,
+                        result.error, result.worker, self.time_offset + result.start,
+                        self.time_offset + result.end, result.seconds, predicted)
+        self.journal.append(record)
+        self._learn(record)
+        return record
+
+    def run(self) -> None:
+        """Screen until the budget is spent or the space is exhausted."""
+        log = get_logger()
+        while len(self.records) < self.config.budget:
+            self._submit_while_idle()
+            if not self.in_flight:
+                log.info("search space exhausted after %d molecules", len(self.records))
+                break
+            record = self._collect()
+            shown = f"{record.ie_ev:.3f} eV" if record.status == "ok" else record.error
+            log.info("[%d/%d] %s on rank %d: %s", len(self.records), self.config.budget,
+                     record.smiles, record.worker, shown)
+
+    def best(self) -> Record | None:
+        """Return the record with the highest IE, if any succeeded."""
+        good = [r for r in self.records if r.status == "ok"]
+        return max(good, key=lambda r: r.ie_ev) if good else None

@@ -1,0 +1,69 @@
+"""GPU kernel: CuPy compiles ``kernels/wave.cu`` at run time (one GPU kernel, not two)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tcoupled.runtime.errors import BackendUnavailable
+
+_BLOCK = (32, 8)
+
+
+def kernel_source() -> str:
+    """Source of the CUDA kernel shipped with the package."""
+    here = Path(__file__).resolve().parents[2]
+    for path in (here / "_kernels" / "wave.cu", here.parent / "kernels" / "wave.cu"):
+        if path.exists():
+            return path.read_text()
+    raise BackendUnavailable("kernels/wave.cu is missing from this installation")
+
+
+@lru_cache(maxsize=1)
+def _cupy() -> Any:
+    try:
+        import cupy
+    except Exception as exc:  # noqa: BLE001 - any import failure means no GPU backend
+        raise BackendUnavailable(f"--kernel cupy needs CuPy and a GPU: {exc}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - no driver / no device
+        raise BackendUnavailable(f"--kernel cupy needs a GPU, none found ({exc})") from None
+    if count == 0:
+        raise BackendUnavailable("--kernel cupy needs a GPU, none found")
+    return cupy
+
+
+class CupyBackend:
+    """Leapfrog update on the current CUDA device through a RawModule."""
+
+    name = "cupy"
+
+    def __init__(self) -> None:
+        self.xp = _cupy()
+        module = self.xp.RawModule(code=kernel_source(), options=("-std=c++11",))
+        self._kernels = {"float32": module.get_function("tc_wave_step_f32"),
+                         "float64": module.get_function("tc_wave_step_f64")}
+
+    def zeros(self, shape: tuple[int, int], dtype: str) -> Any:
+        """Zero-filled device array."""
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def step(self, u: Any, u_prev: Any, u_next: Any, box: tuple[int, int, int, int],
+             cx: float, cy: float) -> None:
+        """Launch the kernel on ``box`` (``u_next`` may be ``u_prev``)."""
+        i0, i1, j0, j1 = box
+        if i0 >= i1 or j0 >= j1:
+            return
+        xp = self.xp
+        grid = (-(-(j1 - j0) // _BLOCK[0]), -(-(i1 - i0) // _BLOCK[1]))
+        scalar = xp.dtype(u.dtype).type
+        args = (u, u_prev, u_next, xp.int64(u.shape[1]), xp.int64(i0), xp.int64(i1),
+                xp.int64(j0), xp.int64(j1), scalar(cx), scalar(cy))
+        self._kernels[str(u.dtype)](grid, _BLOCK, args)
+
+
+def load() -> CupyBackend:
+    """Return the CuPy backend, or raise :class:`BackendUnavailable` without a GPU."""
+    return CupyBackend()

@@ -1,0 +1,145 @@
+"""The ``couple`` job: sim, train and farm roles side by side in one launch.
+
+Splits the world into the coupled ranks (sim + train, :mod:`tcoupled.coupling`) and the
+farm ranks (:mod:`tcoupled.screening.role`), runs each rank's role, gathers every rank's
+record and lets rank 0 write the outputs and the report. torch is imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tcoupled.coupling.config import CoupleRun, colocation_problem
+
+
+def run(config: CoupleRun, comm: Any) -> int:
+    """Lay out the ranks; run the coupled roles and the farm side by side; report on rank 0."""
+    from tcoupled.placement.layout import split_coupled
+    from tcoupled.placement.plan import RoleCounts
+    from tcoupled.runtime import stopping
+
+    if config.dry_run:
+        if comm.Get_rank() == 0:
+            print("\n".join(describe(config)))
+        return 0
+    stopping.install()
+    counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
+    part = split_coupled(comm, counts)
+    in_farm = comm.Get_rank() >= config.sim_ranks + config.train_ranks
+    layout, problem = (None, None) if in_farm else _coupled_layout(config, part)
+    problem = comm.bcast(problem, root=0)
+    status = 2
+    if problem is None:
+        record = _run_role(config, comm, part, layout, in_farm)
+        status = _conclude(config, comm, comm.gather(record, root=0))
+    elif comm.Get_rank() == 0:
+        import sys
+
+        sys.stderr.write(f"tcoupled couple: error: {problem}\n")
+    if layout is not None:
+        layout.free()
+    part.Free()
+    return status
+
+
+def _stop_message(config: CoupleRun, records: list[dict]) -> str:
+    """The one line of a run stopped by SIGTERM: where it stopped, how to go on."""
+    cycles = [r["stopped"] for r in records if r.get("stopped") is not None]
+    where = (f"after cycle {min(cycles)}" if cycles
+             else f"(farm only; sim and train finished all {config.cycles} cycles)")
+    return f"stopped by SIGTERM {where}; resume with --resume {config.out}"
+
+
+def _conclude(config: CoupleRun, comm: Any, records: list[dict] | None) -> int:
+    """Rank 0 writes the outputs (or reports the stop); every rank gets the same status.
+
+    An error while writing (e.g. a full disk) is raised on every rank at once, so
+    the job ends with one line instead of an abort.
+    """
+    from tcoupled.runtime.errors import TcoupledError
+    from tcoupled.runtime.stopping import STOP_EXIT
+
+    outcome: tuple[int, str] = (0, "")
+    if comm.Get_rank() == 0:
+        if any("stopped" in r for r in records or ()):
+            outcome = (STOP_EXIT, _stop_message(config, records or []))
+        else:
+            try:
+                _finish(config, records or [])
+            except TcoupledError as exc:
+                outcome = (exc.exit_code, str(exc))
+    status, message = comm.bcast(outcome, root=0)
+    if status == STOP_EXIT:
+        if comm.Get_rank() == 0:
+            import sys
+
+            sys.stderr.write(f"tcoupled couple: {message}\n")
+            sys.stderr.flush()
+        return status
+    if status:
+        error = TcoupledError(message)
+        error.exit_code, error.ranks_raising = status, comm.Get_size()
+        raise error
+    return 0
+
+
+def _coupled_layout(config: CoupleRun, comm: Any) -> tuple[Any, str | None]:
+    """Build the sim/train layout on the coupled ranks and check colocation (collective)."""
+    from tcoupled.placement.layout import Layout
+    from tcoupled.placement.plan import RoleCounts
+
+    layout = Layout.create(comm, RoleCounts(config.sim_ranks, config.train_ranks),
+                           config.placement, max(config.ensemble, 1))
+    return layout, colocation_problem(config, layout)
+
+
+def _run_role(config: CoupleRun, world: Any, part: Any, layout: Any, in_farm: bool) -> dict:
+    """Run this rank's role (farm, or sim/train) and return its record."""
+    from tcoupled.runtime.telemetry import setup_logging
+
+    if in_farm:
+        from tcoupled.screening.role import run_farm_role
+
+        log = setup_logging(config.out, world.Get_rank(), config.quiet,
+                            leader=part.Get_rank() == 0)
+        return run_farm_role(config.farm, part, log)
+    from tcoupled.coupling.rank import CoupledRank
+
+    coupled = CoupledRank(config, layout, None)
+    log = setup_logging(config.out, world.Get_rank(), config.quiet,
+                        leader=coupled.leads or world.Get_rank() == 0)
+    if world.Get_rank() == 0:
+        for line in describe(config):
+            log.info(line)
+    coupled.log = log
+    return coupled.run()
+
+
+def _finish(config: CoupleRun, records: list[dict]) -> None:
+    """Rank 0: write ``results.h5`` and ``summary.json``, then the report."""
+    from tcoupled.coupling.outputs import write_outputs
+    from tcoupled.runtime.telemetry import get_logger
+    from tcoupled.screening.role import farm_phases, farm_summary
+
+    log = get_logger()
+    farm_phases(records)
+    write_outputs(config, records, log, farm_summary(records))
+    if config.report:
+        from tcoupled.report.couple import write_report
+
+        path = write_report(config.out)
+        log.info(f"report: {path}")
+
+
+def describe(config: CoupleRun) -> list[str]:
+    """The resolved configuration and the rank layout, one line each (printed at start)."""
+    from tcoupled.coupling.config import config_dict
+    from tcoupled.placement.plan import RoleCounts, format_plan, plan_ranks
+    from tcoupled.runtime.store import to_json
+
+    lines = ["couple: resolved configuration"]
+    for key, value in sorted(config_dict(config).items()):
+        lines.append(f"  {key}: {to_json(value)}")
+    counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
+    plan = plan_ranks(counts, config.ppn, 0, config.placement, config.ensemble)
+    return lines + format_plan(plan, rows=16)

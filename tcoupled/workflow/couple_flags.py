@@ -1,0 +1,76 @@
+"""The flags of ``couple``: the solver's, the coupling's, the farm's and the run's.
+
+Shared by the command (:mod:`tcoupled.app.couple`), ``--resume`` (which re-parses the
+stored flags) and the cost-model benchmark (which builds workloads from the same flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tcoupled.coupling.channels import CHANNELS
+from tcoupled.coupling.schedule import DIVISIONS
+from tcoupled.sim.config import add_wave_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``couple``: the solver's, then the coupling's."""
+    add_wave_arguments(parser)
+    g = parser.add_argument_group("coupling")
+    g.add_argument("--sim-ranks", type=int, default=None,
+                   help="sim ranks (default: the ranks left by --train-ranks)")
+    g.add_argument("--train-ranks", type=int, default=0,
+                   help="train ranks (0: the sim ranks train themselves, inproc)")
+    g.add_argument("--division", default="time",
+                   help=f"one of {', '.join(DIVISIONS)}, auto (the cost model's choice)")
+    g.add_argument("--channel", default=None,
+                   help=f"one of {', '.join(CHANNELS)} (default: inproc or shm for "
+                        "time division, mpi for space division)")
+    g.add_argument("--sim-steps", type=int, default=8, help="solver steps per cycle (K)")
+    g.add_argument("--train-iters", type=int, default=10,
+                   help="training iterations per cycle (M)")
+    g.add_argument("--cycles", type=int, default=4, help="sim/train cycles (C)")
+    g.add_argument("--ensemble", type=int, default=1, help="CNN ensemble members (E)")
+    g.add_argument("--kernel-sizes", type=int, nargs="+", default=None,
+                   help="CNN kernel size, one for all or one per member (default 3 5 7 ...)")
+    g.add_argument("--lr", type=float, nargs="+", default=None,
+                   help="Adam learning rate, one for all or one per member (default 2e-3)")
+    g.add_argument("--cnn-width", type=int, nargs="+", default=None,
+                   help="CNN channels of the first layer, one or one per member (default 8)")
+    g.add_argument("--batch-size", type=int, default=0,
+                   help="pairs per iteration from each source (0: all pairs of the cycle)")
+    g.add_argument("--rollout", type=int, default=5,
+                   help="autoregressive rollout steps compared with the solver")
+    g.add_argument("--placement", default="colocated", help="colocated or clustered")
+    g.add_argument("--ppn", type=int, default=None,
+                   help="ranks per node of the machine, to refuse layouts that cannot "
+                        "share memory before starting (default: detected at run time)")
+    g.add_argument("--out", default="runs/couple", help="output directory")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument("--check-every", type=int, default=50, metavar="N",
+                   help="stop the run if NaN/Inf appears, checked every N steps (0: never)")
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the farm role's flags and checkpoint/resume/report flags."""
+    g = parser.add_argument_group("farm (xTB screen beside the coupled run)")
+    g.add_argument("--farm-ranks", type=int, default=0,
+                   help="farm ranks: rank 0 of them learns, the others run xTB (0: no farm)")
+    g.add_argument("--farm-space", default="qm9", help="'qm9' or a file of SMILES")
+    g.add_argument("--farm-budget", type=int, default=8, help="molecules to simulate")
+    g.add_argument("--farm-initial", type=int, default=4,
+                   help="random molecules before the model steers")
+    g.add_argument("--farm-policy", default="greedy", help="greedy, ucb or random")
+    g.add_argument("--farm-method", default="gfn2", choices=("gfn2", "ipea"), help="IE method")
+    g.add_argument("--farm-task", default="ie", choices=("ie", "noop"),
+                   help="'noop' replaces xTB by a no-op")
+    g = parser.add_argument_group("run")
+    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save solver, model and optimizer state every N cycles (0: never)")
+    g.add_argument("--resume", default="", metavar="DIR",
+                   help="continue the killed run in DIR from its last checkpoint")
+    g.add_argument("--dry-run", action="store_true",
+                   help="validate, print the configuration and layout, and stop")
+    g.add_argument("--no-report", action="store_true",
+                   help="do not write the report (plots, report.md) at the end")
