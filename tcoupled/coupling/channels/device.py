@@ -27,6 +27,23 @@ def synchronize(xp: Any) -> None:
         cuda.get_current_stream().synchronize()
 
 
+def _current_torch_stream(tensor: Any) -> Any:
+    import torch
+
+    return torch.cuda.current_stream(tensor.device)
+
+
+def wait_for_readers(tensor: Any) -> None:
+    """Wait until the kernels queued on ``tensor``'s current stream have finished.
+
+    Called before a receiver releases a device slot: the producer may overwrite it as
+    soon as the release arrives, so every kernel that reads it must be done. A host
+    tensor needs nothing.
+    """
+    if getattr(tensor, "is_cuda", False):
+        _current_torch_stream(tensor).synchronize()
+
+
 def to_host(array: Any) -> np.ndarray:
     """Return a host copy of a device array (``array.get()``), or ``array`` itself."""
     if is_device_array(array):

@@ -6,6 +6,13 @@ train ranks view them through ``Shared_query`` -- a NumPy view of the same
 physical memory, turned into a tensor through DLPack. GPU: the slots are
 device arrays exported once through CUDA IPC (``ipcGetMemHandle``) and opened
 by the receivers (``ipcOpenMemHandle``). Either way nothing is copied.
+
+A CUDA IPC handle names a whole device *allocation*, and opening it maps that
+allocation's *base*: an array from CuPy's memory pool is a sub-allocation of a larger
+block, so its handle would open at the wrong offset (cupy issue #9436). Each IPC slot
+is therefore an allocation of its own (:func:`ipc_slot`), and the handle travels with
+the slot's offset from its allocation's base (0 by construction; sent so the receiver
+never depends on it).
 """
 
 from __future__ import annotations
@@ -15,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
-from tcoupled.coupling.channels.device import CudaArrayView, as_tensor, synchronize
+from tcoupled.coupling.channels.device import (
+    CudaArrayView,
+    as_tensor,
+    synchronize,
+    wait_for_readers,
+)
 from tcoupled.runtime.errors import TcoupledError
 
 IPC_TAG = 7103
@@ -24,6 +36,20 @@ IPC_TAG = 7103
 def uses_cuda_ipc(xp: Any) -> bool:
     """Whether fields of array module ``xp`` live on a GPU (CuPy-like)."""
     return hasattr(xp, "cuda") and hasattr(xp.cuda, "runtime")
+
+
+def ipc_slot(xp: Any, shape: tuple[int, ...], dtype: str) -> tuple[Any, tuple[bytes, int]]:
+    """A zeroed device array in an allocation of its own, and its ``(handle, offset)``.
+
+    ``xp.cuda.Memory`` allocates outside the memory pool, so the handle names exactly
+    this slot's allocation; ``offset`` is the array's distance from that base.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    memory = xp.cuda.Memory(nbytes)
+    array = xp.ndarray(shape, dtype, memptr=xp.cuda.MemoryPointer(memory, 0))
+    array[...] = 0
+    handle = xp.cuda.runtime.ipcGetMemHandle(memory.ptr)
+    return array, (handle, array.data.ptr - memory.ptr)
 
 
 class ShmSender(Sender):
@@ -35,9 +61,9 @@ class ShmSender(Sender):
                  channel: ShmChannel) -> None:
         super().__init__(ctx, feeds, spec)
         if channel.gpu:
-            self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
-            runtime = ctx.xp.cuda.runtime
-            handles = [runtime.ipcGetMemHandle(buf.data.ptr) for buf in self.buffers]
+            slots = [ipc_slot(ctx.xp, spec.shape, spec.dtype) for _ in range(ctx.slots)]
+            self.buffers = [array for array, _ in slots]
+            handles = [handle for _, handle in slots]
             for feed in self.feeds:
                 self._requests.append(ctx.world.isend(handles, dest=feed, tag=IPC_TAG))
         else:
@@ -64,8 +90,9 @@ class ShmReceiver(Receiver):
         if channel.gpu:
             runtime = ctx.xp.cuda.runtime
             handles = ctx.world.recv(source=source, tag=IPC_TAG)
-            self._pointers = [runtime.ipcOpenMemHandle(h) for h in handles]
-            self.arrays = [CudaArrayView(p, spec.shape, spec.dtype) for p in self._pointers]
+            self._pointers = [runtime.ipcOpenMemHandle(handle) for handle, _ in handles]
+            self.arrays = [CudaArrayView(base + offset, spec.shape, spec.dtype)
+                           for base, (_, offset) in zip(self._pointers, handles, strict=True)]
         else:
             self.arrays = list(channel.remote_slots(source, spec))
         self.tensors = [as_tensor(array) for array in self.arrays]
@@ -73,6 +100,9 @@ class ShmReceiver(Receiver):
     def _fetch(self, slot: int, cycle: int) -> Any:
         self.channel.sync()
         return self.tensors[slot]
+
+    def _release(self, slot: int, cycle: int) -> None:
+        wait_for_readers(self.tensors[slot])   # kernels reading the slot are done
 
     def _free(self) -> None:
         if self.channel.gpu:

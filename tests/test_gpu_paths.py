@@ -1,0 +1,99 @@
+"""GPU paths on CPU, through fakes that model the GPU semantics (tests/gpu_fakes.py).
+
+The real-GPU versions of these checks run in ``run/device_check.sh``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.coupling.channels import shm as shm_module
+
+from gpu_fakes import FakeCupy, view_pointer
+
+SPEC = SlotSpec(3, (5, 7), "float64")
+
+
+def _host_tensor(array):
+    """Receiver-side view of an opened IPC pointer (torch's CUDA view, on the host)."""
+    cai = array.__cuda_array_interface__
+    return torch.from_numpy(view_pointer(cai["data"][0], cai["shape"], cai["typestr"]))
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, comm_self):
+    FakeCupy.reset()
+    monkeypatch.setattr(shm_module, "as_tensor", _host_tensor)
+    ctx = ChannelContext(world=comm_self, node_comm=comm_self, xp=FakeCupy, slots=2)
+    channel = open_channel("shm", ctx, SPEC)
+    yield ctx, channel
+    channel.close()
+
+
+def test_cuda_ipc_slots_are_read_where_the_sender_wrote_them(fake_gpu):
+    """Each slot opened from its IPC handle shows the sender's bytes, not a pool block's."""
+    ctx, channel = fake_gpu
+    sender = channel.sender((0,))
+    receiver = channel.receiver(0, SPEC, cycles=4)
+    for cycle in range(4):
+        slot = sender.acquire()
+        values = np.arange(np.prod(SPEC.shape), dtype=SPEC.dtype).reshape(SPEC.shape)
+        slot[...] = values + 1000 * cycle
+        sender.publish()
+        tensor = receiver.receive()
+        np.testing.assert_array_equal(tensor.numpy(), values + 1000 * cycle,
+                                      err_msg=f"cycle {cycle}: the receiver reads other bytes")
+        assert tensor.data_ptr() == slot.data.ptr     # zero copy: the sender's own bytes
+        receiver.release()
+    sender.close()
+    receiver.close()
+    runtime = FakeCupy.cuda.runtime
+    assert sorted(runtime.closed) == sorted(runtime.opened) and len(runtime.opened) == 2
+
+
+def test_slot_released_only_after_the_reading_stream_finished(fake_gpu, monkeypatch):
+    """The receiver synchronises the stream that read the slot before it releases it."""
+    ctx, channel = fake_gpu
+    events = []
+
+    class Stream:
+        def synchronize(self):
+            events.append("sync")
+
+    class Recorder:
+        def __init__(self, comm):
+            self.comm = comm
+
+        def isend(self, obj, dest, tag):
+            events.append(("isend", tag))
+            return self.comm.isend(obj, dest=dest, tag=tag)
+
+        def __getattr__(self, name):
+            return getattr(self.comm, name)
+
+    from tcoupled.coupling.channels import device
+
+    class CudaTensor:   # what torch.as_tensor(view, device="cuda") gives: a CUDA tensor
+        is_cuda, device = True, "cuda:0"
+
+        def __init__(self, array):
+            self.array = array
+
+    monkeypatch.setattr(device, "_current_torch_stream", lambda tensor: Stream())
+    monkeypatch.setattr(shm_module, "as_tensor", CudaTensor)
+    sender = channel.sender((0,))
+    receiver = channel.receiver(0, SPEC, cycles=1)
+    sender.acquire()[...] = 1.0
+    sender.publish()
+    receiver.receive()
+    ctx.world = Recorder(ctx.world)
+    receiver.release()
+    from tcoupled.coupling.channels.base import RELEASE_TAG
+
+    assert events == ["sync", ("isend", RELEASE_TAG)]
+    ctx.world = ctx.world.comm
+    sender.close()
+    receiver.close()
