@@ -97,3 +97,36 @@ def test_slot_released_only_after_the_reading_stream_finished(fake_gpu, monkeypa
     ctx.world = ctx.world.comm
     sender.close()
     receiver.close()
+
+
+def _cupy_backend_with(launches):
+    """The CuPy backend object with a recording kernel (no GPU, no compiler)."""
+    from tcoupled.sim.backends.cupy_backend import CupyBackend
+
+    backend = object.__new__(CupyBackend)
+    backend.xp = np
+    backend._kernels = {d: (lambda grid, block, args: launches.append(args))
+                        for d in ("float32", "float64")}
+    return backend
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda a: a[:, ::2], "not C-contiguous"),                 # strided view
+    (lambda a: np.asfortranarray(a), "not C-contiguous"),      # column-major
+    (lambda a: a.astype(np.float16), "dtype float16"),         # no kernel for it
+    (lambda a: a[:-1], "shape"),                               # another shape
+])
+def test_cupy_backend_refuses_arrays_the_kernel_would_misread(bad, match):
+    launches = []
+    backend = _cupy_backend_with(launches)
+    u = np.zeros((8, 10))
+    backend.step(u, u.copy(), u.copy(), (1, 7, 1, 5), 0.1, 0.1)
+    assert len(launches) == 1
+    for position in range(3):
+        arrays = [u, u.copy(), u.copy()]
+        arrays[position] = bad(np.zeros((8, 10)))
+        with pytest.raises(ValueError, match=match):
+            backend.step(*arrays, (1, 7, 1, 5), 0.1, 0.1)
+    with pytest.raises(ValueError, match="outside the interior"):
+        backend.step(u, u, u, (0, 7, 1, 5), 0.1, 0.1)
+    assert len(launches) == 1

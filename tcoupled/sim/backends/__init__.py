@@ -48,6 +48,46 @@ def load_backend(name: str) -> Any:
     return importlib.import_module(BACKENDS[name]).load()
 
 
+#: element types the compiled kernels (C and CUDA) are built for
+KERNEL_DTYPES = ("float32", "float64")
+
+
+def check_step_arrays(u: Any, u_prev: Any, u_next: Any,
+                      box: tuple[int, int, int, int] | None = None) -> None:
+    """Refuse arrays a compiled kernel would read wrongly.
+
+    The C and CUDA kernels index every array as ``a[i * ny + j]`` with ``ny =
+    u.shape[1]``, so all three must be 2D, C-contiguous (row stride ``ny`` elements),
+    of one shape and of one supported dtype; the five-point stencil of ``box`` must
+    stay inside the arrays.
+
+    Raises
+    ------
+    ValueError
+        Naming the first array that breaks a rule and how.
+    """
+    for name, array in (("u", u), ("u_prev", u_prev), ("u_next", u_next)):
+        if len(array.shape) != 2:
+            raise ValueError(f"kernel step: {name} must be 2D, got shape {tuple(array.shape)}")
+        if str(array.dtype) not in KERNEL_DTYPES or array.dtype != u.dtype:
+            raise ValueError(f"kernel step: {name} has dtype {array.dtype}; all three arrays "
+                             f"need one dtype of {', '.join(KERNEL_DTYPES)} (u is {u.dtype})")
+        itemsize = array.dtype.itemsize
+        if (not array.flags.c_contiguous
+                or tuple(array.strides) != (array.shape[1] * itemsize, itemsize)):
+            raise ValueError(f"kernel step: {name} is not C-contiguous (strides "
+                             f"{tuple(array.strides)}); the kernel assumes rows of "
+                             f"{array.shape[1]} elements")
+        if tuple(array.shape) != tuple(u.shape):
+            raise ValueError(f"kernel step: {name} has shape {tuple(array.shape)}, u has "
+                             f"{tuple(u.shape)}")
+    if box is not None:
+        i0, i1, j0, j1 = box
+        if i0 < 1 or j0 < 1 or i1 > u.shape[0] - 1 or j1 > u.shape[1] - 1:
+            raise ValueError(f"kernel step: box {tuple(box)} reaches outside the interior of "
+                             f"an array of shape {tuple(u.shape)}")
+
+
 def resolve_backend(name: str, device: str = "cpu") -> Any:
     """Resolve ``auto`` to the fastest backend available on ``device``.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tcoupled.runtime.errors import BackendUnavailable
+from tcoupled.sim.backends import check_step_arrays
 
 _BLOCK = (32, 8)
 
@@ -52,10 +53,15 @@ class CupyBackend:
 
     def step(self, u: Any, u_prev: Any, u_next: Any, box: tuple[int, int, int, int],
              cx: float, cy: float) -> None:
-        """Launch the kernel on ``box`` (``u_next`` may be ``u_prev``)."""
+        """Launch the kernel on ``box`` (``u_next`` may be ``u_prev``).
+
+        The arrays are checked as the C backend checks them (contiguity, dtype,
+        shape): the kernel indexes raw pointers and would read a strided view wrongly.
+        """
         i0, i1, j0, j1 = box
         if i0 >= i1 or j0 >= j1:
             return
+        check_step_arrays(u, u_prev, u_next, box)
         xp = self.xp
         grid = (-(-(j1 - j0) // _BLOCK[0]), -(-(i1 - i0) // _BLOCK[1]))
         scalar = xp.dtype(u.dtype).type
