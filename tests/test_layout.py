@@ -71,7 +71,8 @@ def test_plan_command_prints_layout_and_refuses_misfit():
 
 
 def test_farm_ranks_on_a_gpu_node_do_not_take_gpu_slots():
-    # one Polaris node, 16 ranks: 4 sim + 4 train share the 4 GPUs pairwise, 8 farm ranks
+    # one Polaris node, 16 ranks: 4 sim + 4 train share the 4 GPUs pairwise, 8 farm ranks;
+    # the lowest local ranks take GPU 3, the one nearest cores 0-7 (ALCF's table)
     plan = plan_ranks(RoleCounts(4, 4, 8), ppn=16, gpus_per_node=4)
-    assert [r.gpu for r in plan.ranks[:8]] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [r.gpu for r in plan.ranks[:8]] == [3, 3, 2, 2, 1, 1, 0, 0]
     assert all(r.gpu is None for r in plan.ranks[8:])

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
+from tcoupled.placement.affinity import cpu_bind_option
 from tcoupled.placement.plan import PLACEMENTS, RoleCounts, format_plan, plan_ranks
 from tcoupled.runtime.errors import ConfigError
 
@@ -25,6 +26,8 @@ class PlanRequest:
     ensemble: int
     rows: int
     json: bool
+    cores_per_node: int = 0
+    cpu_bind: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=32,
                         help="rank rows to print (head and tail; 0 prints all)")
     parser.add_argument("--json", action="store_true", help="print the full plan as JSON")
+    parser.add_argument("--cores-per-node", type=int, default=0,
+                        help="cores per node (Polaris: 32): plan each rank's cores too")
+    parser.add_argument("--cpu-bind", action="store_true",
+                        help="print only the mpiexec --cpu-bind value of the plan")
 
 
 def make_config(args: argparse.Namespace, world_size: int) -> PlanRequest:
@@ -64,14 +71,20 @@ def make_config(args: argparse.Namespace, world_size: int) -> PlanRequest:
             f"layout does not fit the machine: --sim-ranks {sim} + --train-ranks {train} + "
             f"--farm-ranks {args.farm_ranks} = {counts.total}, but --nodes {args.nodes} x "
             f"--ppn {args.ppn} = {world}")
+    if args.cores_per_node < 0 or (args.cpu_bind and not args.cores_per_node):
+        raise ConfigError(f"--cpu-bind needs --cores-per-node > 0, got {args.cores_per_node}")
     return PlanRequest(args.nodes, args.ppn, args.gpus_per_node, counts, args.placement,
-                       args.ensemble, args.rows, args.json)
+                       args.ensemble, args.rows, args.json, args.cores_per_node,
+                       args.cpu_bind)
 
 
 def run(config: PlanRequest, comm: object = None) -> int:
     """Print the plan."""
     plan = plan_ranks(config.counts, config.ppn, config.gpus_per_node, config.placement,
-                      config.ensemble)
+                      config.ensemble, config.cores_per_node)
+    if config.cpu_bind:
+        print(cpu_bind_option(plan))
+        return 0
     if config.json:
         print(json.dumps({"nodes": plan.nodes, "ppn": plan.ppn,
                           "gpus_per_node": plan.gpus_per_node, "placement": plan.placement,

@@ -103,8 +103,29 @@ def colocation_problem(config: CoupleRun, layout: Any) -> str | None:
                 problem = (f"--division {config.division} --channel {config.channel} needs "
                            f"sim rank {source} and train rank {layout.info.rank} on one node, "
                            "but MPI placed them on different nodes")
+    gpu_problem = _gpu_problem(config, layout)  # collective: every rank calls it
+    problem = problem or gpu_problem
     problems = [p for p in layout.world.allgather(problem) if p]
     return problems[0] if problems else None
+
+
+def _gpu_problem(config: CoupleRun, layout: Any) -> str | None:
+    """A ``shm`` pair on two GPUs: CUDA IPC maps a slot only on the GPU that holds it.
+
+    Collective over ``layout.world``; compares the physical GPUs the ranks were bound to
+    (host and PCI bus id, whatever ``CUDA_VISIBLE_DEVICES`` shows each one).
+    """
+    identity = getattr(layout, "gpu_identity", None)
+    identities = layout.world.allgather(identity)
+    if config.channel != "shm" or layout.role != "train" or identity is None:
+        return None
+    for source in layout.info.sources:
+        if identities[source] is not None and identities[source] != identity:
+            return (f"--channel shm on GPUs needs sim rank {source} and train rank "
+                    f"{layout.info.rank} on one GPU (CUDA IPC), but they use GPUs "
+                    f"{identities[source]} and {identity}; choose counts whose pairs share "
+                    "a GPU (tcoupled plan --gpus-per-node 4 shows them) or --channel mpi")
+    return None
 
 
 def config_dict(config: Any) -> dict:

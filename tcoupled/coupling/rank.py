@@ -95,7 +95,10 @@ class CoupledRank:
         from tcoupled.training.trainer import Trainer
 
         gpu = self.xp.__name__ == "cupy"
-        device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
+        device = torch.device("cpu")
+        if gpu:  # the GPU Layout.bind_gpu chose (plan's rule), for torch too
+            device = torch.device("cuda", self.layout.gpu or 0)
+            torch.cuda.set_device(device)
         group = init_member_group(self.member_comm, "nccl" if gpu else "gloo", self.config.out)
         params = self.config.members[self.member]
         model = build_model(params, self.config.wave.dtype, device,

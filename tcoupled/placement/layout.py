@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tcoupled.placement.affinity import gpu_of
 from tcoupled.placement.plan import ROLES, RankPlan, RoleCounts, plan_ranks
 
 
@@ -43,6 +44,8 @@ class Layout:
         if self.member_comm == MPI.COMM_NULL:
             self.member_comm = None
         self.node_comm = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+        self.gpu: int | None = None
+        self.gpu_identity: str | None = None
 
     @classmethod
     def create(cls, world: Any, counts: RoleCounts, placement: str = "colocated",
@@ -64,22 +67,25 @@ class Layout:
         return translated != init_mpi().UNDEFINED
 
     def bind_gpu(self) -> int | None:
-        """Pick this rank's GPU from its node-local rank when CUDA is present.
+        """Make this rank's GPU current (CuPy and torch) by the rule ``plan`` prints.
 
-        Returns the device index, or ``None`` on a machine without CUDA. The
-        binding follows the same block rule as :func:`plan_ranks`.
+        The ``k``-th of the ``n`` sim/train ranks of this node (``node_comm``; farm ranks
+        are not in it and never get a GPU) uses visible device ``gpu_of(k, n, count)``
+        (:mod:`tcoupled.placement.affinity`). With every GPU visible, a plain ``mpiexec``
+        places ranks as ``plan --gpus-per-node`` prints; behind
+        ``run/polaris/gpu_affinity.sh`` each rank sees one device and uses it. Returns
+        the device index (``None`` without CUDA); :attr:`gpu_identity` names the
+        physical GPU.
         """
-        from tcoupled.runtime.gpu import cuda_device_count
+        from tcoupled.runtime.gpu import cuda_device_count, select_cuda_device
 
+        self.gpu, self.gpu_identity = None, None
         count = cuda_device_count()
         if count == 0 or self.role == "farm":
             return None
-        local, size = self.node_comm.Get_rank(), self.node_comm.Get_size()
-        device = local * count // size
-        from tcoupled.runtime.gpu import select_cuda_device
-
-        select_cuda_device(device)
-        return device
+        self.gpu = gpu_of(self.node_comm.Get_rank(), self.node_comm.Get_size(), count)
+        self.gpu_identity = select_cuda_device(self.gpu)
+        return self.gpu
 
     def free(self) -> None:
         """Free the communicators this layout created."""
@@ -101,3 +107,22 @@ def split_coupled(world: Any, counts: RoleCounts) -> Any:
     if farm:
         set_role("farm")
     return world.Split(1 if farm else 0, world.Get_rank())
+
+
+def bind_node_gpu(comm: Any) -> int | None:
+    """Bind each rank of ``comm`` (all of them GPU ranks, e.g. ``wave``) to its node's GPU.
+
+    The same rule as :meth:`Layout.bind_gpu`, with the node-local ranks of ``comm``.
+    """
+    from tcoupled.runtime.gpu import cuda_device_count, select_cuda_device
+    from tcoupled.runtime.mpienv import init_mpi
+
+    count = cuda_device_count()
+    if count == 0:
+        return None
+    node_comm = comm.Split_type(init_mpi().COMM_TYPE_SHARED, key=comm.Get_rank())
+    gpu = gpu_of(node_comm.Get_rank(), node_comm.Get_size(), count)
+    node_comm.Free()
+    select_cuda_device(gpu)
+    return gpu
+

@@ -12,13 +12,24 @@ one contiguous block (roles on separate nodes/GPUs when blocks align to nodes).
 (``sim0 train0 sim1 train1 ...``), so a pair lands on the same node and, with
 the block GPU binding below, on the same GPU. Farm ranks always come last.
 
-Nodes and GPUs
---------------
+Nodes, GPUs and cores
+---------------------
 Ranks fill nodes in blocks of ``ppn`` (as ``mpiexec --ppn`` does). Farm ranks
 run xTB on CPU cores and get no GPU. The GPU ranks (sim and train) of a node
-come first in its local order; the ``k``-th of ``n`` GPU ranks on a node gets
-GPU ``k * gpus_per_node // n`` -- contiguous local ranks share a GPU.
-``run/polaris/gpu_affinity.sh`` applies the same rule to ``CUDA_VISIBLE_DEVICES``.
+come first in its local order; the ``k``-th of ``n`` GPU ranks on a node is in GPU
+slot ``s = k * G // n`` (``G`` GPUs per node) -- contiguous local ranks share a GPU --
+and slot ``s`` is GPU ``G - 1 - s``. The numbering is reversed because that is how the
+GPUs sit next to the cores: on Polaris GPU 0 is nearest cores 24-31 and GPU 3 nearest
+cores 0-7 (ALCF, "Using GPUs on Polaris"; ``set_affinity_gpu_polaris.sh`` gives local
+rank ``r`` GPU ``3 - r mod 4``), so the ranks of slot ``s`` are bound to cores of the
+``s``-th quarter of the node, the one nearest their GPU. Each rank gets
+``cores // ppn`` cores: GPU ranks from their slot's quarter, in order; farm ranks the
+cores left over, in order. On a node of GPU ranks only (or farm ranks only) this is
+exactly ``mpiexec --depth --cpu-bind depth``; a node holding both needs the explicit
+list (:func:`~tcoupled.placement.affinity.cpu_bind_option`), which ``mpiexec`` applies
+on every node, so a node of farm ranks only is bound like the first node.
+``run/polaris/gpu_affinity.sh`` and :meth:`tcoupled.placement.layout.Layout.bind_gpu`
+apply the same GPU rule.
 
 Pairing
 -------
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcoupled.placement.affinity import gpu_of, node_cores, span
 from tcoupled.runtime.errors import LayoutError
 
 ROLES = ("sim", "train", "farm")
@@ -80,6 +92,7 @@ class RankInfo:
     member: int | None = None
     feeds: tuple[int, ...] = ()      # world ranks this sim rank sends to
     sources: tuple[int, ...] = ()    # world ranks this train rank receives from
+    cores: tuple[int, ...] = ()      # cores this rank is bound to (empty: not planned)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ class RankPlan:
     placement: str
     ensemble: int
     nodes: int = field(default=0)
+    cores_per_node: int = 0
 
     def of_role(self, role: str) -> list[RankInfo]:
         """The ranks playing ``role``, in role-index order."""
@@ -150,7 +164,8 @@ def _order(counts: RoleCounts, pairs: list[tuple[int, list[int]]], placement: st
 
 
 def plan_ranks(counts: RoleCounts, ppn: int | None = None, gpus_per_node: int = 0,
-               placement: str = "colocated", ensemble: int = 1) -> RankPlan:
+               placement: str = "colocated", ensemble: int = 1,
+               cores_per_node: int = 0) -> RankPlan:
     """Place every rank on a node and GPU and pair sim ranks with train ranks.
 
     Parameters
@@ -165,6 +180,8 @@ def plan_ranks(counts: RoleCounts, ppn: int | None = None, gpus_per_node: int = 
         Rank order; see the module docstring.
     ensemble : int
         Number of CNN ensemble members (train-rank groups).
+    cores_per_node : int
+        Cores of each node (Polaris: 32); 0 plans no core binding.
     """
     if placement not in PLACEMENTS:
         raise LayoutError(f"--placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
@@ -188,19 +205,24 @@ def plan_ranks(counts: RoleCounts, ppn: int | None = None, gpus_per_node: int = 
     infos = []
     for rank, (role, index) in enumerate(order):
         node, local = divmod(rank, ppn)
+        gpu_on_node = max(0, min(ppn, gpu_ranks - node * ppn))
         gpu = None
         if gpus_per_node and role != "farm":
-            gpu_on_node = min(ppn, gpu_ranks - node * ppn)
-            gpu = local * gpus_per_node // gpu_on_node
+            gpu = gpu_of(local, gpu_on_node, gpus_per_node)
+        cores: tuple[int, ...] = ()
+        if cores_per_node:  # a farm-only node is bound like node 0 (one list for all)
+            mix = gpu_on_node or min(ppn, gpu_ranks)
+            cores = node_cores(mix, ppn, gpus_per_node, cores_per_node)[local]
         member, sources, targets = None, (), ()
         if role == "train":
             member = pairs[index][0]
             sources = tuple(world_of[("sim", i)] for i in pairs[index][1])
         elif role == "sim":
             targets = tuple(feeds[index])
-        infos.append(RankInfo(rank, role, index, node, local, gpu, member, targets, sources))
+        infos.append(RankInfo(rank, role, index, node, local, gpu, member, targets, sources,
+                              cores))
     return RankPlan(counts, tuple(infos), ppn, gpus_per_node, placement,
-                    ensemble if counts.train else 0, nodes)
+                    ensemble if counts.train else 0, nodes, cores_per_node)
 
 
 def format_plan(plan: RankPlan, rows: int = 32) -> list[str]:
@@ -210,7 +232,7 @@ def format_plan(plan: RankPlan, rows: int = 32) -> list[str]:
              f"{c.sim} sim, {c.train} train, {c.farm} farm; {plan.gpus_per_node} GPU(s)/node; "
              f"placement {plan.placement}; ensemble {plan.ensemble}",
              f"{'rank':>6} {'role':<5} {'index':>5} {'node':>5} {'local':>5} {'gpu':>4} "
-             f"{'member':>6}  pairing"]
+             f"{'member':>6} {'cores' if plan.cores_per_node else '':>5}  pairing"]
     shown = list(plan.ranks)
     if rows and len(shown) > rows:
         half = rows // 2
@@ -223,8 +245,9 @@ def format_plan(plan: RankPlan, rows: int = 32) -> list[str]:
         member = "-" if r.member is None else str(r.member)
         pairing = (f"feeds {_ranks(r.feeds)}" if r.role == "sim" and r.feeds else
                    f"from {_ranks(r.sources)}" if r.role == "train" else "")
+        cores = span(r.cores) if r.cores else ""
         lines.append(f"{r.rank:>6} {r.role:<5} {r.role_index:>5} {r.node:>5} "
-                     f"{r.local_rank:>5} {gpu:>4} {member:>6}  {pairing}")
+                     f"{r.local_rank:>5} {gpu:>4} {member:>6} {cores:>5}  {pairing}")
     return lines
 
 

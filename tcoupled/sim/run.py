@@ -38,6 +38,7 @@ def run_wave(config: WaveRun, comm: Any) -> int:
     set_role("sim")
     wave = replace(config.wave, kernel=config.kernel)
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
+    _bind_gpu(wave, comm, log)
     wall0 = time.perf_counter()
     with WaveSolver(wave, comm, check_every=config.check_every) as solver:
         log.info(f"wave: grid {wave.grid[0]}x{wave.grid[1]} on {comm.Get_size()} rank(s) "
@@ -55,6 +56,20 @@ def run_wave(config: WaveRun, comm: Any) -> int:
         log.info(_report_line(summary))
         log.info(f"results in {config.out}/results.h5 and {config.out}/summary.json")
     return 0
+
+
+def _bind_gpu(wave: WaveConfig, comm: Any, log: Any) -> None:
+    """On a GPU run, bind each rank to its node's GPU (the rule ``plan`` prints)."""
+    from tcoupled.sim.backends import resolve_device
+
+    if resolve_device(wave.device, wave.kernel) != "cuda":
+        return
+    from tcoupled.placement.layout import bind_node_gpu
+    from tcoupled.runtime.gpu import describe_cuda_aware_mpi
+
+    bind_node_gpu(comm)
+    line = describe_cuda_aware_mpi()
+    log.info(f"wave: {line}")
 
 
 def _advance(solver: Any, steps: int) -> dict:

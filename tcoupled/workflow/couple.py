@@ -87,9 +87,12 @@ def _coupled_layout(config: CoupleRun, comm: Any) -> tuple[Any, str | None]:
     """Build the sim/train layout on the coupled ranks and check colocation (collective)."""
     from tcoupled.placement.layout import Layout
     from tcoupled.placement.plan import RoleCounts
+    from tcoupled.sim.backends import resolve_device
 
     layout = Layout.create(comm, RoleCounts(config.sim_ranks, config.train_ranks),
                            config.placement, max(config.ensemble, 1))
+    if resolve_device(config.wave.device, config.wave.kernel) == "cuda":
+        layout.bind_gpu()  # before any CUDA work: each rank on the GPU plan gives it
     return layout, colocation_problem(config, layout)
 
 
@@ -142,4 +145,12 @@ def describe(config: CoupleRun) -> list[str]:
         lines.append(f"  {key}: {to_json(value)}")
     counts = RoleCounts(config.sim_ranks, config.train_ranks, config.farm_ranks)
     plan = plan_ranks(counts, config.ppn, 0, config.placement, config.ensemble)
+    from tcoupled.sim.backends import resolve_device
+
+    if resolve_device(config.wave.device, config.wave.kernel) == "cuda":
+        from tcoupled.runtime.gpu import describe_cuda_aware_mpi
+
+        lines += [f"couple: {describe_cuda_aware_mpi()}",
+                  "couple: the k-th of a node's n sim/train ranks uses GPU G-1-k*G//n "
+                  "(tcoupled plan --gpus-per-node G prints it)"]
     return lines + format_plan(plan, rows=16)
