@@ -195,3 +195,47 @@ def test_plan_prints_the_cpu_bind_the_scripts_use():
     from tcoupled.placement.affinity import gpu_split_pairs
 
     assert gpu_split_pairs(plan_ranks(RoleCounts(4, 4, 8), 16, 4, "colocated", 2))
+
+
+class _MemberComm:
+    """One rank's view of a member communicator whose ranks sit on ``hosts``."""
+
+    def __init__(self, rank, hosts, shared):
+        self.rank, self.hosts, self.shared = rank, hosts, shared
+
+    def Get_rank(self):  # noqa: N802 - mpi4py's name
+        return self.rank
+
+    def allgather(self, value):
+        return list(self.hosts)          # every rank's hostname, in rank order
+
+    def bcast(self, value, root=0):
+        if self.rank == root:
+            self.shared["value"] = value
+        return self.shared["value"]
+
+
+NODE0, NODE1 = "x3004c0s7b0n0.cm.polaris.alcf.anl.gov", "x3004c0s13b0n0.cm.polaris.alcf.anl.gov"
+HSN = {"x3004c0s7b0n0.hsn.cm.polaris.alcf.anl.gov", "x3004c0s13b0n0.hsn.cm.polaris.alcf.anl.gov"}
+
+
+@pytest.mark.parametrize("hosts,expected", [
+    ((NODE0, NODE1), "x3004c0s7b0n0.hsn.cm.polaris.alcf.anl.gov"),
+    ((NODE1, NODE0, NODE1), "x3004c0s13b0n0.hsn.cm.polaris.alcf.anl.gov"),  # rank 0 on node 1
+])
+def test_each_member_rendezvouses_at_its_own_rank_0_on_the_high_speed_network(hosts, expected):
+    from tcoupled.training.ensemble import rendezvous_host
+
+    shared = {}
+    answers = [rendezvous_host(_MemberComm(rank, hosts, shared), HSN.__contains__)
+               for rank in range(len(hosts))]             # rank 0 first, as bcast needs
+    assert answers == [(False, expected)] * len(hosts)
+
+
+def test_one_host_member_and_a_network_without_hsn_names():
+    from tcoupled.training.ensemble import high_speed_name, rendezvous_host
+
+    assert rendezvous_host(_MemberComm(0, (NODE1, NODE1), {}), HSN.__contains__) == (True, NODE1)
+    assert high_speed_name("node7.cluster", lambda name: False) == "node7.cluster"
+    assert high_speed_name("x3004c0s7b0n0.hsn.cm.polaris.alcf.anl.gov", HSN.__contains__) == \
+        "x3004c0s7b0n0.hsn.cm.polaris.alcf.anl.gov"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,15 +81,58 @@ def _gloo_on_loopback() -> None:
         os.environ["GLOO_SOCKET_IFNAME"] = loopback
 
 
+def high_speed_name(hostname: str, resolves: Callable[[str], bool] | None = None) -> str:
+    """The name of ``hostname`` on the high-speed network when there is one.
+
+    On Polaris a node ``x3004c0s7b0n0`` is ``x3004c0s7b0n0.hsn.cm.polaris.alcf.anl.gov`` on
+    Slingshot (ALCF's DDP example rendezvouses on the ``.hsn`` name); the first of
+    ``SHORT.hsn.DOMAIN``, ``SHORT.hsn`` that resolves is used, else ``hostname``.
+    """
+    resolves = resolves or _resolves
+    short, _, domain = hostname.partition(".")
+    domain = domain.split(".", 1)[1] if domain.startswith("hsn.") else domain
+    candidates = [f"{short}.hsn.{domain}" if domain else None, f"{short}.hsn"]
+    return next((name for name in candidates if name and resolves(name)), hostname)
+
+
+def _resolves(name: str) -> bool:
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return True
+
+
+def rendezvous_host(comm: Any, resolves: Callable[[str], bool] | None = None
+                    ) -> tuple[bool, str]:
+    """Whether the member's ranks share one host, and the host its store listens on.
+
+    The host is that of the member's own rank 0 (not the job's first node: a member whose
+    rank 0 is elsewhere rendezvouses there), on its high-speed name; rank 0 decides and
+    broadcasts it over ``comm``, so every rank of the member uses the same name.
+    """
+    hosts = comm.allgather(socket.gethostname())
+    one_host, name = len(set(hosts)) == 1, None
+    if comm.Get_rank() == 0:
+        name = hosts[0] if one_host else high_speed_name(_full_name(hosts[0]), resolves)
+    return one_host, comm.bcast(name, root=0)
+
+
+def _full_name(hostname: str) -> str:
+    """``hostname`` with its domain (``socket.getfqdn`` of this host, asked only here)."""
+    return hostname if "." in hostname else socket.getfqdn(hostname)
+
+
 def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
                       timeout_s: float = 120.0) -> Any:
     """Start the torch process group of one member over the MPI ranks of ``comm``.
 
     The member's ranks are the whole torch world of this process. When they
     share a host, the rendezvous is a fresh :class:`FileStore` under ``scratch``
-    (no listening socket); otherwise rank 0 starts a :class:`TCPStore` on a free
-    port of its host (or ``TCOUPLED_MASTER_ADDR``, e.g. the address of the node's
-    high-speed interface) and broadcasts the port. ``TCOUPLED_RENDEZVOUS=file``
+    (no listening socket); otherwise the member's rank 0 starts a :class:`TCPStore` on a
+    free port of its own host's high-speed name (:func:`rendezvous_host`) and broadcasts
+    the port: each member finds its own rendezvous, no script sets ``MASTER_ADDR``.
+    ``TCOUPLED_RENDEZVOUS=file``
     uses the FileStore across nodes too (the run directory must then be on a
     file system all nodes share).
     """
@@ -98,8 +142,7 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
 
     rank, size = comm.Get_rank(), comm.Get_size()
     timeout = datetime.timedelta(seconds=timeout_s)
-    hosts = comm.allgather(socket.gethostname())
-    one_host = len(set(hosts)) == 1
+    one_host, host = rendezvous_host(comm)
     if one_host:
         _gloo_on_loopback()
     if one_host or env("RENDEZVOUS") == "file":
@@ -108,7 +151,6 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
         name = comm.bcast(f".torch-store-{uuid.uuid4().hex}" if rank == 0 else None)
         store: Any = dist.FileStore(str(Path(scratch) / name), size)
     else:
-        host = env("MASTER_ADDR") or hosts[0]
         server = dist.TCPStore(host, 0, size, True, timeout=timeout) if rank == 0 else None
         port = comm.bcast(server.port if server is not None else None)
         store = server or dist.TCPStore(host, port, size, False, timeout=timeout)
