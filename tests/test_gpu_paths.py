@@ -130,3 +130,80 @@ def test_cupy_backend_refuses_arrays_the_kernel_would_misread(bad, match):
     with pytest.raises(ValueError, match="outside the interior"):
         backend.step(u, u, u, (0, 7, 1, 5), 0.1, 0.1)
     assert len(launches) == 1
+
+
+def test_allreduce_clock_counts_only_what_backward_did_not_hide(monkeypatch):
+    from tcoupled.training.commhook import AllreduceClock
+
+    clock = AllreduceClock(cuda=False)
+    # bucket 1 handed at 1.0, done at 2.5; bucket 2 (the last gradients) handed at 2.0,
+    # done at 3.0: the all-reduce of bucket 1 hid behind backward, 1.0 s was exposed
+    clock._handed, clock._done = [1.0, 2.0], [2.5, 3.0]
+    assert clock.exposed() == 1.0 and clock._handed == [] and clock.exposed() == 0.0
+
+    class Event:  # torch.cuda.Event: elapsed_time in milliseconds
+        def __init__(self, t):
+            self.t = t
+
+        def elapsed_time(self, other):
+            return (other.t - self.t) * 1e3
+
+    clock = AllreduceClock(cuda=True)
+    clock._handed, clock._done = [Event(1.0), Event(2.0)], [Event(1.5), Event(2.25)]
+    assert clock.exposed() == pytest.approx(0.25)
+
+
+def test_ddp_uses_the_stock_allreduce_hook_and_matches_serial_training(tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from tcoupled.runtime.telemetry import PhaseTimer
+    from tcoupled.training.model import build_model
+    from tcoupled.training.trainer import Trainer, pairs_from_frames
+
+    calls = []
+    stock = default_hooks.allreduce_hook
+    monkeypatch.setattr(default_hooks, "allreduce_hook",
+                        lambda state, bucket: calls.append(1) or stock(state, bucket))
+    from tcoupled.training.ensemble import MemberParams
+
+    frames = torch.randn((5, 12, 10), generator=torch.Generator().manual_seed(3))
+    params = {}
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1),
+                            rank=0, world_size=1)
+    try:
+        for ddp in (False, True):
+            timer = PhaseTimer()
+            model = build_model(MemberParams(), "float32", seed=11)
+            trainer = Trainer(model, 1e-3, group=dist.group.WORLD if ddp else None,
+                              timer=timer)
+            trainer.train([pairs_from_frames(frames)], 3)
+            params[ddp] = [p.detach().clone() for p in model.parameters()]
+            assert timer.counts["train"] == 3
+            assert timer.counts["allreduce"] == (3 if ddp else 0)
+            del trainer
+    finally:
+        dist.destroy_process_group()
+    assert calls, "DDP did not call the stock allreduce hook"
+    for serial, parallel in zip(params[False], params[True], strict=True):
+        assert torch.equal(serial, parallel)
+
+
+def test_stream_timer_puts_kernel_time_in_its_own_phase():
+    """A kernel launch returns at once; the halo's stream sync then waits for it. The host
+    clock books the kernel under ``halo``; events on the stream book it under ``sim``."""
+    from tcoupled.runtime.telemetry import PhaseTimer, StreamPhaseTimer
+
+    FakeCupy.reset()
+    stream = FakeCupy.cuda.stream
+    timers = {"host": PhaseTimer(), "stream": StreamPhaseTimer(FakeCupy.cuda)}
+    for timer in timers.values():
+        for _ in range(3):
+            with timer.phase("sim"):
+                stream.launch(0.02)           # the kernel: 20 ms on the device
+            with timer.phase("halo"):
+                stream.synchronize()          # halo.start waits before MPI reads the faces
+    host, device = timers["host"].as_dict(), timers["stream"].as_dict()
+    assert host["sim"] < 0.01 and host["halo"] >= 0.06      # the defect, as the fake models it
+    assert device["sim"] >= 0.06 and device["halo"] < 0.01   # events put it where it ran
+    assert timers["stream"].counts["sim"] == 3
