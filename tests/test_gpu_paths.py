@@ -207,3 +207,43 @@ def test_stream_timer_puts_kernel_time_in_its_own_phase():
     assert host["sim"] < 0.01 and host["halo"] >= 0.06      # the defect, as the fake models it
     assert device["sim"] >= 0.06 and device["halo"] < 0.01   # events put it where it ran
     assert timers["stream"].counts["sim"] == 3
+
+
+def test_cost_model_slot_lives_where_the_solver_field_lives():
+    """``--division auto`` on CuPy fields: a NumPy slot refuses a device field (as CuPy
+    refuses implicit conversion); the calibration's slot is made by the solver's backend."""
+    from types import SimpleNamespace
+
+    from tcoupled.coupling.costmodel import slot_like
+    from tcoupled.coupling.schedule import fill_slot
+    from tcoupled.runtime.telemetry import PhaseTimer
+
+    FakeCupy.reset()
+    field = FakeCupy.zeros((4, 5), "float32")
+    field[...] = 2.0
+    solver = SimpleNamespace(field=field, local_shape=(4, 5), step=lambda: None,
+                             config=SimpleNamespace(dtype="float32"),
+                             backend=SimpleNamespace(zeros=FakeCupy.zeros))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        fill_slot(solver, np.empty((3, 4, 5), dtype="float32"), 2, PhaseTimer())
+    slot = slot_like(solver, 2)
+    fill_slot(solver, slot, 2, PhaseTimer())
+    assert isinstance(slot, type(field)) and (slot.get() == 2.0).all()
+
+
+def test_cost_model_calibrates_training_on_the_runs_device(monkeypatch):
+    from tcoupled.coupling import costmodel
+    from tcoupled.sim.config import WaveConfig
+    from tcoupled.training.ensemble import member_params
+
+    seen = {}
+    monkeypatch.setattr(costmodel, "resolve_device", lambda device, kernel: "cuda")
+    monkeypatch.setattr(costmodel, "time_sim_cycle", lambda *a, **k: 0.1)
+    monkeypatch.setattr(costmodel, "time_train_iter",
+                        lambda *a, device="cpu", **k: seen.setdefault("train", device) and 0.2)
+    monkeypatch.setattr(costmodel, "time_digest",
+                        lambda *a, device="cpu", **k: seen.setdefault("digest", device) and 0.0)
+    workload = costmodel.Workload(WaveConfig(grid=(33, 33), steps=1, dt=1e-3), 1, 1,
+                                  member_params(1), 4, 2, 3)
+    costmodel.calibrate(workload)
+    assert seen == {"train": "cuda", "digest": "cuda"}

@@ -25,7 +25,8 @@ divisions are slower than predicted. ``sim`` and ``iter`` are measured by short
 calibration runs on the workload's own block and batch shapes (:func:`calibrate`);
 handoff costs come from a ``bench channels`` result or the defaults below (measured on
 a 2-core AMD EPYC). Pure arithmetic lives in :func:`predict`; only :func:`calibrate`
-runs the solver and torch.
+runs the solver and torch, on the run's own device (a GPU run calibrates on the GPU,
+with the device synchronised before each clock reading).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 from tcoupled.coupling.channels import default_channel as _default_channel
 from tcoupled.runtime.errors import ConfigError
+from tcoupled.sim.backends import resolve_device
 
 
 @dataclass(frozen=True)
@@ -155,26 +157,34 @@ def fan_out(workload: Workload) -> tuple[int, int, int]:
 def time_sim_cycle(wave: Any, local_shape: tuple[int, int], steps: int,
                    repeats: int = 3) -> float:
     """Best seconds of ``steps`` solver steps plus the slot copies on one block."""
-    import numpy as np
-
+    from tcoupled.coupling.channels.device import synchronize
     from tcoupled.coupling.schedule import fill_slot
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.sim.solver import WaveSolver
 
     block = replace(wave, grid=tuple(local_shape))
-    slot = np.empty((steps + 1, *local_shape), dtype=wave.dtype)
     best = math.inf
     with WaveSolver(block, init_mpi().COMM_SELF) as solver:
+        slot = slot_like(solver, steps)
         for _ in range(repeats + 1):            # the first one warms up
             start = time.perf_counter()
             fill_slot(solver, slot, steps, PhaseTimer())
+            synchronize(solver.xp)              # device kernels return at launch
             best = min(best, time.perf_counter() - start)
     return best
 
 
+def slot_like(solver: Any, steps: int) -> Any:
+    """A slot of ``steps + 1`` fields in the memory the solver's fields live in.
+
+    A CuPy field cannot be written into a NumPy slot: CuPy refuses the implicit conversion.
+    """
+    return solver.backend.zeros((steps + 1, *solver.local_shape), solver.config.dtype)
+
+
 def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sources: int,
-                    batch_size: int, min_time: float = 0.5) -> float:
+                    batch_size: int, min_time: float = 0.5, device: str = "cpu") -> float:
     """Median seconds of one optimizer step as ``couple`` takes it.
 
     The trainer gets ``sources`` slots of ``frames`` fields, as pairs of consecutive
@@ -190,9 +200,10 @@ def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sourc
     from tcoupled.training.trainer import Trainer, pairs_from_frames
 
     torch.set_num_threads(1)
-    trainer = Trainer(build_model(member, dtype), member.lr, batch_size=batch_size or None)
-    groups = [pairs_from_frames(torch.randn(frames, dtype=getattr(torch, dtype)))
-              for _ in range(sources)]
+    trainer = Trainer(build_model(member, dtype, device), member.lr, device,
+                      batch_size=batch_size or None)     # on the run's own device
+    groups = [pairs_from_frames(torch.randn(frames, dtype=getattr(torch, dtype),
+                                            device=device)) for _ in range(sources)]
     trainer.train(groups, 1)                    # warm-up
     times: list[float] = []
     while len(times) < 60 and (len(times) < 5 or sum(times) < min_time):
@@ -202,14 +213,15 @@ def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sourc
     return statistics.median(times)
 
 
-def time_digest(shape: tuple[int, ...], dtype: str, repeats: int = 3) -> float:
+def time_digest(shape: tuple[int, ...], dtype: str, repeats: int = 3,
+                device: str = "cpu") -> float:
     """Best seconds of the trainer's provenance hash of one received slot."""
     import torch
 
     from tcoupled.coupling.schedule import DigestLog
     from tcoupled.runtime.telemetry import PhaseTimer
 
-    slot = torch.zeros(shape, dtype=getattr(torch, dtype))
+    slot = torch.zeros(shape, dtype=getattr(torch, dtype), device=device)
     log, best = DigestLog(PhaseTimer()), math.inf
     for _ in range(repeats):
         start = time.perf_counter()
@@ -229,10 +241,11 @@ def calibrate(workload: Workload, allreduce_s: float = DEFAULT_ALLREDUCE_S,
     if workload.sim_ranks > 1:
         sim += steps * halo_s
     feeds, sources, group = fan_out(workload)
+    device = resolve_device(workload.wave.device, workload.wave.kernel)
     iter_s = max(time_train_iter(m, workload.wave.dtype, (steps + 1, *local),
-                                 sources, workload.batch_size)
+                                 sources, workload.batch_size, device=device)
                  for m in workload.members)
-    digest_s = time_digest((steps + 1, *local), workload.wave.dtype)
+    digest_s = time_digest((steps + 1, *local), workload.wave.dtype, device=device)
     slot_bytes = (steps + 1) * math.prod(local) * np.dtype(workload.wave.dtype).itemsize
     # couple trains through DDP even on one rank, so every iteration pays an allreduce
     return UnitCosts(sim_s=sim, iter_s=iter_s, allreduce_s=allreduce_s * max(1, group - 1),
