@@ -1,19 +1,28 @@
-"""Time the GPU paths on a machine with an NVIDIA GPU (``run/device_check.sh``).
+"""The GPU checks of ``run/device_check.sh``, and the report they write.
 
-Measures, in one run: device-to-device copy bandwidth; the CuPy stencil's cell
-rate on 8192^2 float32 as a fraction of the copy-bandwidth bound (3 values moved
-per cell); the cost of a CuPy -> torch DLPack handoff at 256^2 and 8192^2.
-Writes ``device_report.json`` into the directory given as the only argument.
+Measures, in one run: device-to-device copy bandwidth; the CuPy stencil's cell rate on
+8192^2 float32 as a fraction of the copy-bandwidth bound (3 values moved per cell, the
+same 12 bytes a copy moves in 1.5 elements); the CuPy -> torch DLPack handoff; then the
+multi-process checks of :mod:`tcoupled.bench.gpu_runs`. Writes ``device_report.json``
+(card, driver, date, every check ok/failed with its figure) into the output folder.
+
+Usage: ``python -m tcoupled.bench.gpu_check OUT [--build ok|failed] [--tests ok|failed]``
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
-import sys
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+#: the stencil must reach this fraction of the measured copy bandwidth
+STENCIL_TARGET = 0.8
 
-def _event_time(fn, repeats: int = 20) -> float:
+
+def _event_time(fn: Callable[[], None], repeats: int = 20) -> float:
     """Median seconds per call of ``fn``, timed with CUDA events after a warm-up."""
     import cupy
 
@@ -54,40 +63,86 @@ def stencil_rate(n: int = 8192) -> float:
 
 
 def dlpack_handoff_us(n: int) -> float:
-    """Microseconds to hand an ``n x n`` CuPy array to torch through DLPack."""
+    """Microseconds to hand an ``n x n`` CuPy array to torch through DLPack (zero copy)."""
     import time
 
     import cupy
     import torch
 
     field = cupy.zeros((n, n), dtype=cupy.float32)
-    torch.from_dlpack(field)
+    tensor = torch.from_dlpack(field)
     start = time.perf_counter()
     for _ in range(1000):
         tensor = torch.from_dlpack(field)
-    assert tensor.data_ptr() == field.data.ptr
-    return (time.perf_counter() - start) / 1000 * 1e6
+    seconds = (time.perf_counter() - start) / 1000
+    if tensor.data_ptr() != field.data.ptr:
+        raise RuntimeError("DLPack handoff copied the field")
+    return seconds * 1e6
 
 
-def main(out: str) -> None:
-    """Run every measurement and write ``device_report.json`` into ``out``."""
+def machine() -> dict:
+    """Card, driver and library versions."""
     import cupy
+    import torch
 
     props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"]
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True)
+    from tcoupled.runtime.mpienv import init_mpi
+
+    return {"card": name.decode() if isinstance(name, bytes) else name,
+            "driver": smi.stdout.strip() or "unknown",
+            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+            "torch": torch.__version__, "cupy": cupy.__version__,
+            "mpi": init_mpi().Get_library_version().splitlines()[0],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def single_gpu_checks() -> dict[str, dict]:
+    """Bandwidth, stencil fraction and DLPack handoff, each as a check."""
     bw = copy_bandwidth()
     rate = stencil_rate()
-    report = {
-        "device": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
-        "copy_GBps": bw,
-        "stencil_8192_float32_cells_per_s": rate,
-        "stencil_fraction_of_copy_bound": rate * 12 / (bw * 1e9),
-        "dlpack_handoff_us": {str(n): dlpack_handoff_us(n) for n in (256, 8192)},
-    }
+    fraction = rate * 12 / (bw * 1e9)
+    return {"copy_bandwidth": {"ok": bw > 0, "figure": bw, "unit": "GB/s read + written"},
+            "stencil_8192_float32": {"ok": fraction >= STENCIL_TARGET, "figure": fraction,
+                                     "unit": "fraction of copy-bandwidth bound",
+                                     "cells_per_s": rate, "target": STENCIL_TARGET},
+            "dlpack_handoff": {"ok": True, "figure": dlpack_handoff_us(8192),
+                               "unit": "us per handoff of 8192^2 float32"}}
+
+
+def _guard(fn: Callable[[], dict]) -> dict:
+    """Run a group of checks; a crash is a failed check, not a missing report."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - every failure goes into the report
+        return {"crashed": {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every check and write ``device_report.json``; exit 1 if any failed."""
+    parser = argparse.ArgumentParser(prog="python -m tcoupled.bench.gpu_check")
+    parser.add_argument("out")
+    parser.add_argument("--build", default="ok", choices=("ok", "failed"))
+    parser.add_argument("--tests", default="ok", choices=("ok", "failed"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    checks = {"build": {"ok": args.build == "ok"},
+              "tests_gpu": {"ok": args.tests == "ok", "detail": "pytest tests/test_gpu.py"}}
+    report = _guard(machine)
+    checks.update(_guard(single_gpu_checks))
+    from tcoupled.bench.gpu_runs import run_all
+
+    checks.update(_guard(lambda: run_all(out / "runs")))
+    report["checks"] = checks
+    report["all_ok"] = all(c.get("ok") for c in checks.values())
     from tcoupled.runtime.store import write_json
 
-    write_json(Path(out, "device_report.json"), report)
+    write_json(out / "device_report.json", report)
     print(json.dumps(report, indent=2))
+    return 0 if report["all_ok"] else 1
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".")
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""The multi-process GPU checks of ``run/device_check.sh``: real MPI jobs on one GPU.
+
+Each check launches ``python -m tcoupled`` under ``mpiexec`` twice -- on the GPU and on
+the CPU with the NumPy kernel (the CUDA kernel is compiled without FMA contraction, so it
+rounds exactly as NumPy does) -- and compares what both wrote:
+
+* ``halo``: ``wave`` in float64 on 4 ranks (a 2x2 process grid, every block with real
+  neighbours) -- the device halo exchange against the NumPy run, max difference relative
+  to the largest value (<= 1e-12);
+* ``couple_time_ipc``: ``couple`` in time division over ``shm`` (CUDA IPC between the sim
+  and the train process) -- the same ``data_digest`` as the CPU run, 0 bytes copied, and
+  the handoff time measured by the run itself;
+* ``couple_space_mpi_nccl``: ``couple`` in space division over ``mpi`` with NCCL training
+  on 2 sim + 2 train ranks -- the same ``data_digest`` as the CPU run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tcoupled.bench.launch import local_env, mpiexec
+
+WAVE = ("wave", "--grid", "1025", "1025", "--steps", "200", "--dtype", "float64",
+        "--init", "gaussian", "--pulses", "3", "--seed", "5", "--quiet")
+COUPLE = ("couple", "--grid", "129", "129", "--dtype", "float32", "--sim-steps", "8",
+          "--train-iters", "5", "--cycles", "4", "--rollout", "2", "--no-report", "--quiet")
+TIME_IPC = ("--sim-ranks", "1", "--train-ranks", "1", "--division", "time", "--channel", "shm")
+SPACE_MPI = ("--sim-ranks", "2", "--train-ranks", "2", "--ensemble", "2", "--division", "space",
+             "--channel", "mpi")
+GPU = ("--device", "cuda", "--kernel", "cupy")
+CPU = ("--device", "cpu", "--kernel", "numpy")
+
+
+def launch(ranks: int, args: tuple[str, ...], out: Path, timeout: float = 240) -> dict:
+    """Run ``python -m tcoupled ARGS --out OUT`` on ``ranks`` ranks; return what happened."""
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "tcoupled", *args,
+           "--out", str(out)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=local_env())
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "detail": f"timed out after {timeout:g} s: {' '.join(cmd)}"}
+    if proc.returncode != 0:
+        return {"ok": False, "detail": f"exit {proc.returncode}: {' '.join(cmd)}\n"
+                                       f"{proc.stderr.strip()[-1500:]}"}
+    return {"ok": True, "summary": json.loads((out / "summary.json").read_text())}
+
+
+def _field(out: Path) -> Any:
+    import h5py
+
+    with h5py.File(out / "results.h5", "r") as f:
+        return f["wave/u"][...]
+
+
+def check_halo(work: Path) -> dict:
+    """Device halo on 4 ranks against the NumPy run of the same flags."""
+    import numpy as np
+
+    runs = {name: launch(4, (*WAVE, "--kernel", kernel), work / f"wave-{name}")
+            for name, kernel in (("gpu", "cupy"), ("cpu", "numpy"))}
+    bad = [r["detail"] for r in runs.values() if not r["ok"]]
+    if bad:
+        return {"ok": False, "detail": bad[0]}
+    gpu, cpu = _field(work / "wave-gpu"), _field(work / "wave-cpu")
+    diff = float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
+    return {"ok": diff <= 1e-12, "figure": diff, "unit": "max |gpu - numpy| / max |u|",
+            "dims": runs["gpu"]["summary"].get("dims"), "bitwise": bool((gpu == cpu).all())}
+
+
+def _verify_flag() -> tuple[str, ...]:
+    """``--verify`` when this ``couple`` has it (it checks zero copy at run time)."""
+    help_text = subprocess.run([sys.executable, "-m", "tcoupled", "couple", "--help"],
+                               capture_output=True, text=True, env=local_env()).stdout
+    return ("--verify",) if "--verify" in help_text else ()
+
+
+def check_couple(work: Path, name: str, layout: tuple[str, ...], ranks: int) -> dict:
+    """``couple`` on the GPU and on the CPU: both succeed with the same data digest."""
+    verify = _verify_flag()
+    gpu = launch(ranks, (*COUPLE, *layout, *GPU, *verify), work / f"{name}-gpu")
+    cpu = launch(ranks, (*COUPLE, *layout, *CPU, *verify), work / f"{name}-cpu")
+    for run in (gpu, cpu):
+        if not run["ok"]:
+            return {"ok": False, "detail": run["detail"]}
+    g, c = gpu["summary"], cpu["summary"]
+    same = g["data_digest"] == c["data_digest"]
+    result = {"ok": same and g.get("member_digests_agree", True), "verify": bool(verify),
+              "data_digest_gpu": g["data_digest"], "data_digest_cpu": c["data_digest"],
+              "handoff_s_per_handoff": g["handoff_s_per_handoff"],
+              "handoff_bytes_copied": g["handoff_bytes_copied"]}
+    if "shm" in layout:
+        result["ok"] = result["ok"] and g["handoff_bytes_copied"] == 0
+        result.update(figure=g["handoff_s_per_handoff"] * 1e6, unit="us per IPC handoff")
+    return result
+
+
+def run_all(work: Path) -> dict[str, dict]:
+    """Every multi-process check, by name."""
+    work.mkdir(parents=True, exist_ok=True)
+    return {"halo_4ranks_float64": check_halo(work),
+            "couple_time_shm_cuda_ipc": check_couple(work, "time-ipc", TIME_IPC, 2),
+            "couple_space_mpi_nccl": check_couple(work, "space-mpi", SPACE_MPI, 4)}
