@@ -247,3 +247,64 @@ def test_cost_model_calibrates_training_on_the_runs_device(monkeypatch):
                                   member_params(1), 4, 2, 3)
     costmodel.calibrate(workload)
     assert seen == {"train": "cuda", "digest": "cuda"}
+
+
+@pytest.mark.parametrize("ppn,counts,ensemble", [(16, (4, 8, 4), 2), (8, (4, 4, 0), 1),
+                                                 (4, (2, 2, 0), 1)])
+def test_each_rank_binds_the_gpu_plan_prints(monkeypatch, ppn, counts, ensemble):
+    """Layout.bind_gpu, rank by rank on a simulated node, against ``plan --gpus-per-node 4``."""
+    from types import SimpleNamespace
+
+    from tcoupled.placement.layout import Layout
+    from tcoupled.placement.plan import RoleCounts, plan_ranks
+    from tcoupled.runtime import gpu
+
+    plan = plan_ranks(RoleCounts(*counts), ppn, 4, "colocated", ensemble)
+    gpu_ranks = [r for r in plan.ranks if r.role != "farm"]   # the coupled node_comm
+    chosen = []
+    monkeypatch.setattr(gpu, "cuda_device_count", lambda: 4)
+    monkeypatch.setattr(gpu, "select_cuda_device",
+                        lambda index: chosen.append(index) or f"node0/bus{index}")
+    for k, info in enumerate(gpu_ranks):
+        node_comm = SimpleNamespace(Get_rank=lambda k=k: k, Get_size=lambda: len(gpu_ranks))
+        fake = SimpleNamespace(role=info.role, node_comm=node_comm)
+        assert Layout.bind_gpu(fake) == info.gpu, info
+        assert fake.gpu_identity == f"node0/bus{info.gpu}"
+    assert chosen == [r.gpu for r in gpu_ranks]
+
+
+def test_shm_pair_on_two_gpus_is_refused_naming_both(monkeypatch):
+    from types import SimpleNamespace
+
+    from tcoupled.coupling.config import colocation_problem
+
+    identities = ["n0/0000:07:00.0", "n0/0000:46:00.0"]    # sim rank 0, train rank 1
+
+    class World:
+        def allgather(self, value):
+            return identities if value in identities else [value, value]
+
+    def layout(rank, role, sources):
+        return SimpleNamespace(role=role, world=World(), gpu_identity=identities[rank],
+                               info=SimpleNamespace(rank=rank, sources=sources),
+                               same_node=lambda other: True)
+
+    config = SimpleNamespace(channel="shm", division="time", train_ranks=1)
+    problem = colocation_problem(config, layout(1, "train", (0,)))
+    assert problem and "sim rank 0 and train rank 1 on one GPU" in problem
+    assert identities[0] in problem and identities[1] in problem
+    config.channel = "mpi"
+    assert colocation_problem(config, layout(1, "train", (0,))) is None
+    identities[1] = identities[0]
+    config.channel = "shm"
+    assert colocation_problem(config, layout(1, "train", (0,))) is None
+
+
+def test_the_cuda_aware_choice_is_one_switch_and_printed(monkeypatch):
+    from tcoupled.runtime.gpu import cuda_aware_mpi, describe_cuda_aware_mpi
+
+    monkeypatch.setenv("TCOUPLED_CUDA_AWARE_MPI", "0")
+    assert not cuda_aware_mpi()
+    assert describe_cuda_aware_mpi().startswith("CUDA-aware MPI: no (TCOUPLED_CUDA_AWARE_MPI=0)")
+    monkeypatch.setenv("TCOUPLED_CUDA_AWARE_MPI", "1")
+    assert cuda_aware_mpi() and "straight to MPI" in describe_cuda_aware_mpi()

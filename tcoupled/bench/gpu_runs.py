@@ -68,8 +68,11 @@ def check_halo(work: Path) -> dict:
         return {"ok": False, "detail": bad[0]}
     gpu, cpu = _field(work / "wave-gpu"), _field(work / "wave-cpu")
     diff = float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
+    log = (work / "wave-gpu" / "run.log").read_text().splitlines()
+    aware = next((line.split("wave: ", 1)[-1] for line in log if "CUDA-aware" in line), "")
     return {"ok": diff <= 1e-12, "figure": diff, "unit": "max |gpu - numpy| / max |u|",
-            "dims": runs["gpu"]["summary"].get("dims"), "bitwise": bool((gpu == cpu).all())}
+            "dims": runs["gpu"]["summary"].get("dims"), "bitwise": bool((gpu == cpu).all()),
+            "cuda_aware_mpi": aware}
 
 
 def _verify_flag() -> tuple[str, ...]:
