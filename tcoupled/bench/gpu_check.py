@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,13 +90,14 @@ def machine() -> dict:
     name = props["name"]
     smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                          capture_output=True, text=True)
-    from tcoupled.runtime.mpienv import init_mpi
-
+    mpi = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; "
+                          "print(MPI.Get_library_version().splitlines()[0])"],
+                         capture_output=True, text=True)  # no MPI here: it launches jobs
     return {"card": name.decode() if isinstance(name, bytes) else name,
             "driver": smi.stdout.strip() or "unknown",
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
             "torch": torch.__version__, "cupy": cupy.__version__,
-            "mpi": init_mpi().Get_library_version().splitlines()[0],
+            "mpi": mpi.stdout.strip() or mpi.stderr.strip()[-200:],
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
