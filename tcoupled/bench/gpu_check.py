@@ -114,12 +114,12 @@ def single_gpu_checks() -> dict[str, dict]:
                                "unit": "us per handoff of 8192^2 float32"}}
 
 
-def _guard(fn: Callable[[], dict]) -> dict:
-    """Run a group of checks; a crash is a failed check, not a missing report."""
+def _guard(name: str, fn: Callable[[], dict]) -> dict:
+    """Run a group of checks; a crash is a failed check ``name``, not a missing report."""
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - every failure goes into the report
-        return {"crashed": {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}}
+        return {name: {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     checks = {"build": {"ok": args.build == "ok"},
               "tests_gpu": {"ok": args.tests == "ok", "detail": "pytest tests/test_gpu.py"}}
-    report = _guard(machine)
-    checks.update(_guard(single_gpu_checks))
+    report = _guard("machine", machine)
+    checks.update(_guard("single_gpu", single_gpu_checks))
     from tcoupled.bench.gpu_runs import run_all
 
-    checks.update(_guard(lambda: run_all(out / "runs")))
+    checks.update(_guard("multi_process", lambda: run_all(out / "runs")))
     report["checks"] = checks
     report["all_ok"] = all(c.get("ok") for c in checks.values())
     from tcoupled.runtime.store import write_json
