@@ -58,11 +58,13 @@ fi
 
 echo "== GPU tests"
 tests=ok
-timeout 240 "${py}" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py \
+timeout 150 "${py}" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py \
     | tail -n 25 || tests=failed
 
 echo "== GPU checks"
-timeout 360 "${py}" -m tcoupled.bench.gpu_check "${OUT}" --build "${build}" --tests "${tests}"
+# each MPI job's timeout is cut to this deadline, so the report is written within 8 minutes
+export TCOUPLED_DEVICE_DEADLINE=$(( started + 450 ))
+timeout 330 "${py}" -m tcoupled.bench.gpu_check "${OUT}" --build "${build}" --tests "${tests}"
 status=$?
 echo "device_check: $(( $(date +%s) - started )) s; exit ${status}; report in ${OUT}/device_report.json"
 exit "${status}"
