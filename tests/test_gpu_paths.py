@@ -200,12 +200,14 @@ def test_stream_timer_puts_kernel_time_in_its_own_phase():
     for timer in timers.values():
         for _ in range(3):
             with timer.phase("sim"):
-                stream.launch(0.02)           # the kernel: 20 ms on the device
+                stream.launch(0.05)           # the kernel: 50 ms on the device
             with timer.phase("halo"):
                 stream.synchronize()          # halo.start waits before MPI reads the faces
     host, device = timers["host"].as_dict(), timers["stream"].as_dict()
-    assert host["sim"] < 0.01 and host["halo"] >= 0.06      # the defect, as the fake models it
-    assert device["sim"] >= 0.06 and device["halo"] < 0.01   # events put it where it ran
+    # the defect, as the fake models it: the host clock books the kernels under halo
+    assert host["halo"] >= 0.15 and host["sim"] < host["halo"] / 5
+    # events book them where they ran (halo keeps only the host's own wake-up delay)
+    assert device["sim"] >= 0.15 and device["halo"] < device["sim"] / 5
     assert timers["stream"].counts["sim"] == 3
 
 
