@@ -78,6 +78,7 @@ def test_choice_names_the_faster_division_and_why():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.mpi
 def test_couple_division_auto_resolves_and_says_why(tmp_path):
     proc = check(tcoupled("couple", "--division", "auto", "--train-ranks", "1", "--grid",
                           "33", "33", "--init", "gaussian", "--cycles", "2", "--sim-steps",
@@ -89,6 +90,7 @@ def test_couple_division_auto_resolves_and_says_why(tmp_path):
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.mpi
 def test_bench_model_quick_compares_prediction_with_real_runs(tmp_path):
     proc = check(tcoupled("bench", "model", "--quick", "--out", str(tmp_path), timeout=180))
     assert "predicted s" in proc.stdout

@@ -46,6 +46,7 @@ def test_one_rank_farm_runs_tasks_on_the_manager():
 
 @pytest.mark.faults
 @pytest.mark.timeout(120)
+@pytest.mark.mpi
 def test_mpi_farm_records_failures_and_measures_overhead():
     proc = python_mpi(REPO / "tests" / "farm_script.py", ranks=3, timeout=100,
                       env={"PYTHONPATH": str(REPO / "tests")})

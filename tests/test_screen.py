@@ -27,6 +27,7 @@ def _summary(out) -> dict:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.mpi
 def test_qm9_screen_on_three_ranks(tmp_path):
     cache, baseline, out = tmp_path / "fp", tmp_path / "random", tmp_path / "greedy"
     common = ["--fp-cache", str(cache), "--budget", "24"]
@@ -55,6 +56,7 @@ def test_qm9_screen_on_three_ranks(tmp_path):
 
 @pytest.mark.faults
 @pytest.mark.timeout(120)
+@pytest.mark.mpi
 def test_bad_molecules_are_recorded_failures(tmp_path):
     space = tmp_path / "space.smi"
     space.write_text("\n".join(list(BAD) + ["CCO", "CC"]) + "\n")
@@ -85,6 +87,7 @@ def test_missing_or_empty_space_is_one_line_error(tmp_path, content, message):
 
 @pytest.mark.faults
 @pytest.mark.timeout(180)
+@pytest.mark.mpi
 def test_resume_after_kill_runs_nothing_twice(tmp_path):
     space, out = tmp_path / "space.smi", tmp_path / "run"
     space.write_text("\n".join(SMALL) + "\n")
@@ -112,6 +115,7 @@ def test_resume_after_kill_runs_nothing_twice(tmp_path):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.mpi
 def test_ie_command_under_mpi(tmp_path):
     proc = check(tcoupled("ie", "CCO", "O", "C1CC(", "[Na+]", "--method", "ipea",
                           "--out", str(tmp_path), ranks=2, timeout=100))

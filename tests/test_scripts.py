@@ -1,13 +1,13 @@
 """Launch scripts: shell syntax, shellcheck, and the Polaris GPU binding equals `plan`'s."""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tcoupled.placement.plan import RoleCounts, plan_ranks
+from tcoupled.runtime.sysprog import find_program, missing_reason
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted([*REPO.glob("run/*.sh"), *REPO.glob("run/polaris/*"), REPO / ".ci" / "run"])
@@ -19,7 +19,9 @@ def test_bash_syntax(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@pytest.mark.system
+@pytest.mark.skipif(find_program("shellcheck") is None,
+                    reason=missing_reason("shellcheck"))
 def test_shellcheck_passes():
     proc = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], cwd=REPO,
                           capture_output=True, text=True)
