@@ -18,7 +18,7 @@ from mpitools import check, mpiexec_path, tcoupled
 
 SMALL = ["C", "CC", "CCC", "CO", "CCO", "CN", "CCN", "C=O", "CC=O", "C#N", "CC#N", "O",
          "N", "C=C", "C#C", "CC(C)C"]
-BAD = {"C1CC(": None, "[NH4+]": "charged input", "[CH3]": "radical input",
+BAD = {"C1CC(": "invalid SMILES", "[NH4+]": "charged input", "[CH3]": "radical input",
        "[U]": "element U", "C1C2C=CC3=C2N1C=C3": "could not embed"}
 
 
@@ -66,16 +66,17 @@ def test_bad_molecules_are_recorded_failures(tmp_path):
     summary = _summary(out)
     with h5py.File(out / "results.h5", "r") as h5:
         errors = dict(zip(h5["molecules/smiles"].asstr()[()], h5["molecules/error"].asstr()))
-    assert summary["simulated"] == 6 and summary["failed"] == 4  # 'C1CC(' never a candidate
+    # 'C1CC(' is never a candidate: a recorded failure that spends no budget
+    assert summary["simulated"] == 6 and summary["failed"] == 4
+    assert summary["invalid_smiles"] == 1
     for smiles, reason in BAD.items():
-        if reason:
-            assert reason in errors[smiles]
+        assert reason in errors[smiles]
     assert errors["CCO"] == "" and summary["best_smiles"] in ("CCO", "CC")
 
 
 @pytest.mark.faults
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("content, message", [(None, "No such file"), ("\n", "no SMILES")])
+@pytest.mark.parametrize("content, message", [(None, "no such file"), ("\n", "no SMILES")])
 def test_missing_or_empty_space_is_one_line_error(tmp_path, content, message):
     space = tmp_path / "space.smi"
     if content is not None:

@@ -63,7 +63,8 @@ def _drive(config: ScreenConfig, manager: Any, log: Any) -> dict:
     loop.log = log
     loop.run()
     farm = manager.report()
-    write_results(config.out, asdict(config), loop.records, loop.snapshots, farm)
+    write_results(config.out, asdict(config), loop.rejected + loop.records, loop.snapshots,
+                  farm)
     predict_s = float(sum(s.predict_s for s in loop.snapshots))
     summary = summarize(loop, farm, {"budget": config.budget, "resumed_records": len(done),
                                      "fingerprint_s": fp_seconds, "learn_s": predict_s})

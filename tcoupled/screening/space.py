@@ -84,13 +84,13 @@ def load_smiles_file(path: str | Path) -> SearchSpace:
     Raises
     ------
     ConfigError
-        If the file is missing, unreadable or holds no SMILES.
+        If the file is missing, not a text file (see :mod:`tcoupled.runtime.inputs`) or
+        holds no SMILES. Invalid SMILES in it are kept: they become recorded failures.
     """
+    from tcoupled.runtime.inputs import read_text_input
+
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"--space {str(path)!r}: {exc.strerror or exc}") from None
+    lines = read_text_input(path, "--space").splitlines()
     lines = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if lines and "," in lines[0]:
         header = [h.strip().lower() for h in lines[0].split(",")]

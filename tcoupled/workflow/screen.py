@@ -41,7 +41,8 @@ def _drive(config: ScreenConfig, manager: Any) -> None:
     loop = ScreenLoop(config, space, fingerprints, manager, journal, done)
     loop.run()
     farm = manager.report()
-    write_results(config.out, asdict(config), loop.records, loop.snapshots, farm)
+    write_results(config.out, asdict(config), loop.rejected + loop.records, loop.snapshots,
+                  farm)
     baseline = read_records(config.baseline) if config.baseline else None
     plot = plot_progress(config.out, loop.records, config.policy, baseline)
     extra = {"policy": config.policy, "budget": config.budget, "resumed_records": len(done),
