@@ -2,7 +2,9 @@
 
 Molecules are spread over the ranks by the task farm (rank 0 manages, the
 others compute; one rank computes serially). A molecule that fails is
-reported with its reason; the command still succeeds.
+reported with its reason; the command still succeeds. SIGTERM or SIGINT: the
+molecules running finish, the rest are not started (status ``not run``), the
+summary says ``stopped`` and the exit status is 143 (130); run them again by name.
 """
 
 from __future__ import annotations
@@ -71,16 +73,25 @@ def _payload(config: IEConfig, smiles: str) -> dict:
 
 def run(config: IEConfig, comm: Any) -> int:
     """Compute the ionization energies on the farm; rank 0 prints and writes results."""
-    from tcoupled.farm.manager import map_tasks, run_farm
+    from tcoupled.farm.manager import TaskResult, run_farm
+    from tcoupled.runtime import stopping
 
     def drive(manager):
-        payloads = [_payload(config, s) for s in config.smiles]
-        return map_tasks(manager, payloads), manager.report()
+        results = [TaskResult(i, "not run", error="stopped before it started", worker=-1)
+                   for i in range(len(config.smiles))]
+        pending = list(enumerate(config.smiles))
+        while manager.n_running or (pending and not stopping.requested()):
+            while pending and manager.n_idle and not stopping.requested():
+                index, smiles = pending.pop(0)
+                manager.submit(index, _payload(config, smiles))
+            result = manager.next_result()
+            results[result.task_id] = result
+        _report(config, results, manager.report())
+        return stopping.exit_status(stopping.received()) if stopping.requested() else 0
 
-    outcome = run_farm(comm, "tcoupled.chemistry.ie:ie_task", config.task_timeout, drive)
-    if outcome is not None:
-        _report(config, *outcome)
-    return 0
+    stopping.install()
+    status = run_farm(comm, "tcoupled.chemistry.ie:ie_task", config.task_timeout, drive)
+    return comm.bcast(status, root=0) if comm is not None and comm.Get_size() > 1 else status
 
 
 def _rows(config: IEConfig, results: list) -> list[dict]:
@@ -100,12 +111,15 @@ def _report(config: IEConfig, results: list, farm: dict) -> None:
     print(f"{'SMILES':30s} {'IE / eV':>10s} {'time / s':>9s}  status")
     for row in rows:
         ie = f"{row['ie_ev']:10.4f}" if row["ie_ev"] is not None else f"{'-':>10s}"
-        note = "ok" if row["status"] == "ok" else f"failed: {row['error']}"
+        note = "ok" if row["status"] == "ok" else f"{row['status']}: {row['error']}"
         print(f"{row['smiles']:30s} {ie} {row['seconds']:9.2f}  {note}")
     _write_h5(config, rows)
-    write_summary(config.out, {"command": "ie", "method": config.method,
+    from tcoupled.runtime import stopping
+
+    stopped = stopping.signal_name(stopping.received()) if stopping.requested() else None
+    write_summary(config.out, {"command": "ie", "method": config.method, "stopped": stopped,
                                "engine": config.engine, "results": rows,
-                               "failed": sum(r["status"] != "ok" for r in rows),
+                               "failed": sum(r["status"] == "failed" for r in rows),
                                "tasks_per_s": farm["tasks_per_s"],
                                "worker_utilization": farm["worker_utilization"],
                                "wall_s": farm["wall_s"]})

@@ -243,11 +243,15 @@ class ScreenLoop:
 
     def run(self) -> None:
         """Screen until the budget is spent or the space is exhausted."""
+        from tcoupled.runtime import stopping
+
         log = get_logger()
         while len(self.records) < self.config.budget:
-            self._submit_while_idle()
+            if not stopping.requested():  # on SIGTERM/SIGINT: collect what runs, then stop
+                self._submit_while_idle()
             if not self.in_flight:
-                log.info("search space exhausted after %d molecules", len(self.records))
+                log.info("%s after %d molecules", "stopped by a signal" if stopping.requested()
+                         else "search space exhausted", len(self.records))
                 break
             record = self._collect()
             shown = f"{record.ie_ev:.3f} eV" if record.status == "ok" else record.error

@@ -32,7 +32,8 @@ class ProgressLoop(ScreenLoop):
             if not stopping.requested():
                 self._submit_while_idle()
             if not self.in_flight:
-                log.info("farm: %s after %d molecules", "stopped by SIGTERM"
+                log.info("farm: %s after %d molecules", "stopped by "
+                         f"{stopping.signal_name(stopping.received())}"
                          if stopping.requested() else "search space exhausted",
                          len(self.records))
                 break
@@ -83,6 +84,7 @@ def run_farm_role(config: ScreenConfig, farm_comm: Any, log: Any) -> dict:
                     "wall_s": time.perf_counter() - start, "phases": {}}
     if summary is not None and stopping.requested():
         record["stopped"] = None  # the screen stopped early; its journal is kept
+        record["signal"] = stopping.received()
     if summary is not None:
         record["farm"] = summary
         record["phases"] = {"learn": summary["learn_s"],
