@@ -19,7 +19,8 @@ from mpitools import check, mpiexec_path, tcoupled
 SMALL = ["C", "CC", "CCC", "CO", "CCO", "CN", "CCN", "C=O", "CC=O", "C#N", "CC#N", "O",
          "N", "C=C", "C#C", "CC(C)C"]
 BAD = {"C1CC(": "invalid SMILES", "[NH4+]": "charged input", "[CH3]": "radical input",
-       "[U]": "element U", "C1C2C=CC3=C2N1C=C3": "could not embed"}
+       "[U]": "element U"}
+CAGE = "C1C2C=CC3=C2N1C=C3"  # ETKDG fails; the SMILES-file screen takes QM9's geometry
 
 
 def _summary(out) -> dict:
@@ -59,7 +60,7 @@ def test_qm9_screen_on_three_ranks(tmp_path):
 @pytest.mark.mpi
 def test_bad_molecules_are_recorded_failures(tmp_path):
     space = tmp_path / "space.smi"
-    space.write_text("\n".join(list(BAD) + ["CCO", "CC"]) + "\n")
+    space.write_text("\n".join(list(BAD) + ["CCO", "CC", CAGE]) + "\n")
     out = tmp_path / "out"
     check(tcoupled("screen", "--space", str(space), "--budget", "20", "--initial", "2",
                    "--fp-cache", str(tmp_path), "--out", str(out), ranks=2, timeout=100))
@@ -67,11 +68,12 @@ def test_bad_molecules_are_recorded_failures(tmp_path):
     with h5py.File(out / "results.h5", "r") as h5:
         errors = dict(zip(h5["molecules/smiles"].asstr()[()], h5["molecules/error"].asstr()))
     # 'C1CC(' is never a candidate: a recorded failure that spends no budget
-    assert summary["simulated"] == 6 and summary["failed"] == 4
+    assert summary["simulated"] == 6 and summary["failed"] == 3
     assert summary["invalid_smiles"] == 1
     for smiles, reason in BAD.items():
         assert reason in errors[smiles]
-    assert errors["CCO"] == "" and summary["best_smiles"] in ("CCO", "CC")
+    assert errors["CCO"] == errors[CAGE] == ""
+    assert summary["best_smiles"] in ("CCO", "CC", CAGE)
 
 
 @pytest.mark.faults

@@ -1,8 +1,9 @@
 """``tcoupled ie SMILES...``: vertical ionization energies of given molecules.
 
-Molecules are spread over the ranks by the task farm (rank 0 manages, the
-others compute; one rank computes serially). A molecule that fails is
-reported with its reason; the command still succeeds. SIGTERM or SIGINT: the
+Molecules are spread over the ranks by the task farm (rank 0 manages, the others
+compute; one rank computes serially). A start geometry RDKit cannot make comes from
+QM9 (by canonical SMILES) or harder embedding; each row says which. A molecule that
+fails is reported with its reason; the command still succeeds. SIGTERM or SIGINT: the
 molecules running finish, the rest are not started (status ``not run``), the
 summary says ``stopped`` and the exit status is 143 (130); run them again by name.
 """
@@ -57,10 +58,9 @@ def make_config(args: argparse.Namespace, world_size: int) -> IEConfig:
     if not (math.isfinite(args.task_timeout) and args.task_timeout > 0):
         raise ConfigError(f"--task-timeout must be positive, got {args.task_timeout}")
     from tcoupled.chemistry.engines import get_engine
-
-    get_engine(args.engine)  # a one-line error if it cannot run here
     from tcoupled.runtime.store import prepare_out_dir
 
+    get_engine(args.engine)  # a one-line error if it cannot run here
     prepare_out_dir(args.out)
     return IEConfig(tuple(args.smiles), args.method, args.engine, args.fmax, args.seed,
                     args.task_timeout, args.out)
@@ -101,6 +101,7 @@ def _rows(config: IEConfig, results: list) -> list[dict]:
     for smiles, result in zip(config.smiles, results):
         ok = result.status == "ok"
         rows.append({"smiles": smiles, "ie_ev": result.value["ie_ev"] if ok else None,
+                     "geometry": result.value.get("geometry") if ok else None,
                      "status": result.status, "error": result.error,
                      "seconds": result.seconds, "worker": result.worker})
     return rows
@@ -128,23 +129,18 @@ def _report(config: IEConfig, results: list, farm: dict) -> None:
 
 
 def _write_h5(config: IEConfig, rows: list[dict]) -> None:
+    import h5py
     import numpy as np
 
     from tcoupled.runtime.store import open_results
 
-    text = {"smiles": "", "status": "", "error": ""}
     with open_results(config.out, asdict(config), "ie") as h5:
         group = h5.create_group("molecules")
-        for key in text:
-            group.create_dataset(key, data=[r[key] for r in rows], dtype=_str_dtype())
+        for key in ("smiles", "status", "error", "geometry"):
+            group.create_dataset(key, data=[r[key] or "" for r in rows],
+                                 dtype=h5py.string_dtype())
         group.create_dataset("ie_ev", data=np.array(
             [np.nan if r["ie_ev"] is None else r["ie_ev"] for r in rows]))
         group.create_dataset("seconds", data=np.array([r["seconds"] for r in rows]))
         group.create_dataset("worker", data=np.array([r["worker"] for r in rows]))
         group["ie_ev"].attrs["units"] = "eV"
-
-
-def _str_dtype():
-    import h5py
-
-    return h5py.string_dtype()

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tcoupled.chemistry.qm9 import PARTS as QM9_PARTS
 from tcoupled.runtime.errors import ConfigError
-
-QM9_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 
 
 @dataclass
@@ -42,12 +41,12 @@ class SearchSpace:
 
 def qm9_data_dir() -> Path:
     """Return the ``data`` folder of the installed ``qm9pack`` package."""
-    import importlib.util
+    from tcoupled.chemistry.qm9 import data_dir
 
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None or not spec.submodule_search_locations:
+    folder = data_dir()
+    if folder is None:
         raise ConfigError("--space qm9 needs the qm9pack package (pip install qm9pack)")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder
 
 
 def _qm9_paths() -> list[Path]:
