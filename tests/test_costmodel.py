@@ -99,5 +99,9 @@ def test_bench_model_quick_compares_prediction_with_real_runs(tmp_path):
     for row in results["rows"]:
         assert not row.get("failed"), row
         assert row["predicted_s"] > 0 and row["measured_s"] > 0
-        assert row["ratio"] == pytest.approx(row["predicted_s"] / row["measured_s"])
+    # The model's accuracy on the measured case that no other job can skew: one rank, time
+    # division, calibrated and launched back to back on the same machine. README: within
+    # 25% on a quiet machine; a busy shared one gets a factor of 1.6 either way.
+    one_rank = next(r for r in results["rows"] if r["ranks"] == 1)
+    assert 1 / 1.6 < one_rank["predicted_s"] / one_rank["measured_s"] < 1.6, one_rank
     assert (tmp_path / "bench_model.png").stat().st_size > 10_000
