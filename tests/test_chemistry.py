@@ -12,7 +12,7 @@ import pytest
 from tcoupled.chemistry import MoleculeError
 from tcoupled.chemistry.engines import get_engine
 from tcoupled.chemistry.engines.xtb_python import _ensure_param_path
-from tcoupled.chemistry.geometry import Geometry, embed
+from tcoupled.chemistry.geometry import Geometry, embed, from_symbols
 from tcoupled.chemistry.ie import HARTREE_EV, ionization_energy, relax, vertical_ie
 from tcoupled.runtime.errors import BackendUnavailable
 from tcoupled.runtime.sysprog import find_program, missing_reason
@@ -62,12 +62,35 @@ def test_engines_agree(ethanol, hamiltonian):
         assert np.abs(g_tblite - g_xtb).max() < 1e-5
 
 
+#: QM9 row -> (``xtb --vip`` IE in eV, GFN2-xTB total energies in Eh of the neutral
+#: molecule and of the cation), at QM9's own DFT geometry (no relaxation). Made with the
+#: Debian ``xtb`` 6.5.1 program (OMP_NUM_THREADS=1, XTBPATH=/usr/share/xtb) on the XYZ
+#: file of ``from_symbols(*qm9.geometry(row)).to_xyz()``:
+#: ``xtb mol.xyz --vip`` ("delta SCC IP (eV)"), ``xtb mol.xyz --gfn 2 --sp`` and
+#: ``xtb mol.xyz --gfn 2 --sp --chrg 1 --uhf 1`` ("TOTAL ENERGY").
+XTB_REFERENCE = {
+    13: ("CCO", 10.3146, -11.391573041175, -10.854478998782),
+    208: ("c1ccccc1", 9.5043, -15.879071843824, -15.358021777277),
+    9: ("CC#N", 12.4585, -8.687665849466, -8.094718806622),
+    23668: (UNEMBEDDABLE, 8.0584, -23.495036377181, -23.022544577188),
+    8320: ("O=C1OC23CN(C2)C13", 9.5118, -24.121671324773, -23.586504093335),
+}
+
+
 @pytest.mark.timeout(60)
-def test_gfn2_ie_of_ethanol_and_methods_differ(ethanol):
-    gfn2, e0, e1 = vertical_ie(ethanol, get_engine("tblite"), "gfn2")
-    ipea, _, _ = vertical_ie(ethanol, get_engine("tblite"), "ipea")
-    assert gfn2 == pytest.approx((e1 - e0) * HARTREE_EV)
-    assert 13.5 < gfn2 < 16.0 and abs(gfn2 - ipea) > 1.0
+@pytest.mark.parametrize("row", XTB_REFERENCE, ids=lambda r: XTB_REFERENCE[r][0])
+def test_ie_and_energies_match_the_xtb_program_at_qm9_geometries(row):
+    from tcoupled.chemistry import qm9
+    from tcoupled.chemistry.geometry import from_symbols
+
+    smiles, vip, e0_ref, e1_ref = XTB_REFERENCE[row]
+    assert qm9.find(smiles) == row
+    geometry = from_symbols(*qm9.geometry(row))
+    ipea, _, _ = vertical_ie(geometry, get_engine("tblite"), "ipea")
+    gfn2, e0, e1 = vertical_ie(geometry, get_engine("tblite"), "gfn2")
+    assert abs(ipea - vip) < 6e-5  # xtb prints 4 decimals
+    assert abs(e0 - e0_ref) < 1e-7 and abs(e1 - e1_ref) < 1e-7  # Eh
+    assert gfn2 == (e1 - e0) * HARTREE_EV
 
 
 @pytest.mark.faults
@@ -92,8 +115,14 @@ def test_qm9_geometry_rescues_unembeddable_cage():
 
     space = load_qm9()
     index = space.smiles.index(UNEMBEDDABLE)
-    result = ionization_energy(UNEMBEDDABLE, fallback=space.fallback_geometry(index))
-    assert 8.0 < result.ie_ev < 20.0 and len(result.geometry.numbers) == 16  # C8H7N
+    symbols, start = space.fallback_geometry(index)
+    result = ionization_energy(UNEMBEDDABLE, fallback=(symbols, start))
+    assert result.geometry.source == "qm9"
+    start_geometry = from_symbols(symbols, start)
+    np.testing.assert_array_equal(result.geometry.numbers, start_geometry.numbers)
+    # relaxed from QM9's DFT geometry (GFN2-xTB moves it by hundredths of an Angstrom)
+    assert np.abs(result.geometry.positions - start_geometry.positions).max() < 0.1
+    assert result.ie_ev == vertical_ie(result.geometry, get_engine("tblite"), "gfn2")[0]
 
 
 #: strained QM9 cages on which ETKDG (v3, seed 42, then random coordinates) fails; found
