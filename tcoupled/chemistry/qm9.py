@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,17 +37,26 @@ def _paths() -> list[Path]:
     return paths if paths and all(p.exists() for p in paths) else []
 
 
+def _rows() -> Iterator[tuple[str, str]]:
+    """Each molecule's CSV line and its first fields' text, in QM9's order.
+
+    A molecule is one line; only the short leading fields (file, index, SMILES, InChI,
+    atoms, stoichiometry) are parsed, which is ten times faster than the whole row.
+    """
+    for path in _paths():
+        with open(path, newline="") as handle:
+            handle.readline()  # the header: XYZ_file,Index,SMILES,InChi,N_atoms,Stoichiometry
+            for line in handle:
+                yield line, line[:line.find(',"[\'')]
+
+
 @lru_cache(maxsize=1)
 def _index() -> dict[str, list[tuple[int, str]]]:
     """Stoichiometry -> [(row in QM9, SMILES)] over all three parts."""
     index: dict[str, list[tuple[int, str]]] = {}
-    row = 0
-    for path in _paths():
-        with open(path, newline="") as handle:
-            for record in csv.DictReader(handle):
-                key = record["Stoichiometry"].replace(" ", "")
-                index.setdefault(key, []).append((row, record["SMILES"]))
-                row += 1
+    for row, (_, head) in enumerate(_rows()):
+        fields = next(csv.reader([head]))
+        index.setdefault(fields[5].replace(" ", ""), []).append((row, fields[2]))
     return index
 
 
@@ -91,14 +101,10 @@ def find(smiles: str) -> int | None:
 
 def geometry(row: int) -> tuple[list[str], list]:
     """QM9's (element symbols, positions in Angstrom) of molecule ``row``."""
-    seen = 0
-    for path in _paths():
-        with open(path, newline="") as handle:
-            for record in csv.DictReader(handle):
-                if seen == row:
-                    return (json.loads(record["Elements"].replace("'", '"')),
-                            json.loads(record["XYZ_Ang"]))
-                seen += 1
+    for seen, (line, _) in enumerate(_rows()):
+        if seen == row:
+            fields = next(csv.reader([line]))
+            return json.loads(fields[6].replace("'", '"')), json.loads(fields[7])
     raise IndexError(f"QM9 has no molecule {row}")
 
 
