@@ -10,6 +10,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+@pytest.fixture(autouse=True)
+def _mpi_mark_guard(request, monkeypatch):
+    """A test not marked ``mpi`` may not launch ``mpiexec`` through :mod:`mpitools`."""
+    from mpitools import GUARD
+
+    if request.node.get_closest_marker("mpi") is None:
+        monkeypatch.setenv(GUARD, request.node.nodeid)
+    else:
+        monkeypatch.delenv(GUARD, raising=False)
+
+
 @pytest.fixture(scope="session")
 def MPI():  # noqa: N802 - the module's own name
     from tcoupled.runtime.mpienv import init_mpi

@@ -1,4 +1,4 @@
-"""Run under mpiexec: a farm of misbehaving tasks, then no-op tasks for the overhead.
+"""Run under mpiexec: a farm of misbehaving tasks, then 400 tiny tasks (who ran them).
 
 Exits non-zero (and aborts every rank) if any expectation fails; rank 0
 prints the overhead figures as ``OVERHEAD <json>``.
@@ -28,17 +28,24 @@ def check_misbehaving(manager):
     return manager.report()
 
 
-def noop_overhead(manager):
+def pid_tasks(manager):
+    """400 tiny tasks; report which helper process ran each, per worker."""
     manager.stats.restart_clock()
-    map_tasks(manager, [{"smiles": str(i)} for i in range(400)])
-    return manager.report()
+    results = map_tasks(manager, [{"kind": "pid"} for _ in range(400)])
+    helpers, counts = {}, {}
+    for result in results:
+        helpers.setdefault(str(result.worker), set()).add(int(result.value))
+        counts[str(result.worker)] = counts.get(str(result.worker), 0) + 1
+    return {**manager.report(), "ok": sum(r.status == "ok" for r in results),
+            "task_ids": sorted(r.task_id for r in results),
+            "helpers": {w: sorted(p) for w, p in helpers.items()}, "per_worker": counts}
 
 
 def main():
     comm = init_mpi().COMM_WORLD.Dup()
     try:
         report = run_farm(comm, "farm_tasks:misbehave", 2.0, check_misbehaving)
-        overhead = run_farm(comm, "tcoupled.farm.manager:noop_task", 5.0, noop_overhead)
+        overhead = run_farm(comm, "farm_tasks:misbehave", 5.0, pid_tasks)
     except BaseException:
         import traceback
 

@@ -19,6 +19,8 @@ def misbehave(payload: dict) -> float:
         raise RuntimeError("SCF did not converge")
     if kind == "scf":
         return _overlapping_atoms()
+    if kind == "pid":
+        return float(os.getpid())  # which helper process ran the task
     return float(payload["value"])
 
 

@@ -17,8 +17,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: set by conftest.py while a test without ``@pytest.mark.mpi`` runs
+GUARD = "TCOUPLED_TEST_WITHOUT_MPI_MARK"
+
+
 def mpiexec_path() -> str:
-    """Return the ``mpiexec`` next to the running Python, else the one on PATH."""
+    """Return the ``mpiexec`` next to the running Python, else the one on PATH.
+
+    Fails a test that is not marked ``mpi`` (so ``pytest -m "not mpi"`` starts none).
+    """
+    if os.environ.get(GUARD):
+        raise AssertionError(f"{os.environ[GUARD]} launches mpiexec: mark it @pytest.mark.mpi")
     local = Path(sys.executable).parent / "mpiexec"
     if local.exists():
         return str(local)

@@ -9,6 +9,7 @@ from mpitools import check, tcoupled
 pytestmark = pytest.mark.timeout(240)
 
 
+@pytest.mark.mpi
 def test_bench_stencil_quick(tmp_path):
     proc = check(tcoupled("bench", "stencil", "--quick", "--no-devito", "--out", str(tmp_path),
                           timeout=200))

@@ -15,6 +15,8 @@ def _redis_processes(folder):
     return [line for line in ps.splitlines() if "redis-server" in line and str(folder) in line]
 
 
+@pytest.mark.mpi
+@pytest.mark.system  # the Redis row runs when redis-server is there
 def test_bench_channels_quick(tmp_path):
     proc = check(tcoupled("bench", "channels", "--quick", "--out", str(tmp_path), timeout=200))
     assert "us per handoff" in proc.stdout and "of ping-pong" in proc.stdout
@@ -36,6 +38,7 @@ def test_bench_channels_quick(tmp_path):
     assert _redis_processes(tmp_path) == []
 
 
+@pytest.mark.mpi
 def test_bench_ddp_quick(tmp_path):
     proc = check(tcoupled("bench", "ddp", "--quick", "--out", str(tmp_path), timeout=200))
     assert "efficiency" in proc.stdout

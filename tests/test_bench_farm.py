@@ -15,6 +15,7 @@ from mpitools import check, tcoupled
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.mpi
 def test_bench_farm_quick(tmp_path):
     proc = check(tcoupled("bench", "farm", "--quick", "--out", str(tmp_path), timeout=140))
     assert "farm / Parsl HTEX" in proc.stdout or "skipped: parsl is not installed" in proc.stdout

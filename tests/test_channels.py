@@ -139,6 +139,7 @@ def test_cuda_view_is_zero_copy_on_gpu():  # pragma: no cover - needs a GPU
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.mpi
 def test_channels_across_two_processes():
     """shm zero copy both ways; shm/mpi/file deliver every cycle in order, in both
     divisions, with backpressure timed and copies counted; device staging counted."""

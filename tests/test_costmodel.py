@@ -78,6 +78,7 @@ def test_choice_names_the_faster_division_and_why():
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.mpi
 def test_couple_division_auto_resolves_and_says_why(tmp_path):
     proc = check(tcoupled("couple", "--division", "auto", "--train-ranks", "1", "--grid",
                           "33", "33", "--init", "gaussian", "--cycles", "2", "--sim-steps",
@@ -89,6 +90,7 @@ def test_couple_division_auto_resolves_and_says_why(tmp_path):
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.mpi
 def test_bench_model_quick_compares_prediction_with_real_runs(tmp_path):
     proc = check(tcoupled("bench", "model", "--quick", "--out", str(tmp_path), timeout=180))
     assert "predicted s" in proc.stdout
@@ -97,5 +99,9 @@ def test_bench_model_quick_compares_prediction_with_real_runs(tmp_path):
     for row in results["rows"]:
         assert not row.get("failed"), row
         assert row["predicted_s"] > 0 and row["measured_s"] > 0
-        assert row["ratio"] == pytest.approx(row["predicted_s"] / row["measured_s"])
+    # The model's accuracy on the measured case that no other job can skew: one rank, time
+    # division, calibrated and launched back to back on the same machine. README: within
+    # 25% on a quiet machine; a busy shared one gets a factor of 1.6 either way.
+    one_rank = next(r for r in results["rows"] if r["ranks"] == 1)
+    assert 1 / 1.6 < one_rank["predicted_s"] / one_rank["measured_s"] < 1.6, one_rank
     assert (tmp_path / "bench_model.png").stat().st_size > 10_000

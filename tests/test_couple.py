@@ -47,6 +47,7 @@ def summaries(tmp_path_factory):
 pytestmark = pytest.mark.timeout(400)
 
 
+@pytest.mark.mpi
 def test_summary_carries_the_required_keys(summaries):
     for name, summary in summaries.items():
         assert REQUIRED <= set(summary), name
@@ -54,6 +55,7 @@ def test_summary_carries_the_required_keys(summaries):
         assert summary["wall_s"] > 0
 
 
+@pytest.mark.mpi
 def test_every_channel_and_division_delivers_the_same_data(summaries):
     one_sim = {n: s for n, s in summaries.items() if s["sim_ranks"] == 1}
     assert {s["channel"] for s in one_sim.values()} == {"inproc", "shm", "mpi", "file"}
@@ -64,6 +66,7 @@ def test_every_channel_and_division_delivers_the_same_data(summaries):
     assert summaries["space-shm-3-ensemble"]["member_digests_agree"]
 
 
+@pytest.mark.mpi
 def test_handoffs_and_copies_counted_by_channel(summaries):
     for summary in summaries.values():
         assert summary["handoffs"] == (summary["cycles"] * summary["sim_ranks"]
@@ -75,6 +78,7 @@ def test_handoffs_and_copies_counted_by_channel(summaries):
     assert summaries["space-file-2"]["handoff_bytes_copied"] == 2 * 3 * slot_bytes
 
 
+@pytest.mark.mpi
 def test_training_works_and_ddp_members_agree(summaries):
     for name, summary in summaries.items():
         for member in summary["members"]:
@@ -87,6 +91,7 @@ def test_training_works_and_ddp_members_agree(summaries):
     assert summaries["time-mpi-4-ddp"]["members"][0]["ranks"] == 2
 
 
+@pytest.mark.mpi
 def test_time_breakdown_per_role(summaries):
     split = summaries["space-mpi-2"]["time_breakdown"]
     assert {"sim", "train"} <= set(split)
@@ -122,6 +127,7 @@ def test_bad_input_is_refused_with_the_reason(flags, world, reason):
 
 @pytest.mark.faults
 @pytest.mark.timeout(60)
+@pytest.mark.mpi
 def test_refusal_is_one_line_before_work(tmp_path):
     proc = tcoupled("couple", "--train-ranks", "1", "--channel", "shm", "--division", "space",
                     "--ppn", "1", "--out", str(tmp_path / "x"), ranks=2, timeout=50)

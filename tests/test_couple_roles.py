@@ -73,6 +73,7 @@ def _check_run_directory(out) -> dict:
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.mpi
 def test_three_roles_space_division_report_and_progress(space_run):
     out, proc = space_run
     summary = _check_run_directory(out)
@@ -88,6 +89,7 @@ def test_three_roles_space_division_report_and_progress(space_run):
 
 
 @pytest.mark.timeout(200)
+@pytest.mark.mpi
 def test_three_roles_time_division_from_a_config_file(tmp_path, space_file):
     config = tmp_path / "run.yaml"
     config.write_text("division: time\nfarm-space: " + str(space_file) + "\nquiet: true\n")
@@ -120,6 +122,7 @@ def _kill_after_first_checkpoint(out, flags) -> list[str]:
 
 @pytest.mark.faults
 @pytest.mark.timeout(300)
+@pytest.mark.mpi
 def test_killed_run_resumes_to_identical_results(tmp_path, space_run, space_file):
     reference, _ = space_run
     out = tmp_path / "killed"

@@ -46,7 +46,8 @@ def test_one_rank_farm_runs_tasks_on_the_manager():
 
 @pytest.mark.faults
 @pytest.mark.timeout(120)
-def test_mpi_farm_records_failures_and_measures_overhead():
+@pytest.mark.mpi
+def test_mpi_farm_records_failures_and_reuses_one_helper_per_worker():
     proc = python_mpi(REPO / "tests" / "farm_script.py", ranks=3, timeout=100,
                       env={"PYTHONPATH": str(REPO / "tests")})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -54,8 +55,12 @@ def test_mpi_farm_records_failures_and_measures_overhead():
                  if line.startswith(("FARM ", "OVERHEAD ")))
     farm, overhead = json.loads(lines["FARM"]), json.loads(lines["OVERHEAD"])
     assert farm["tasks"] == 10 and set(farm["worker_busy_s"]) == {"1", "2"}
-    assert overhead["tasks"] == 400
-    per_task_ms = 1000 * overhead["wall_s"] / overhead["tasks"]
-    print(f"farm overhead: {per_task_ms:.2f} ms per no-op task, "
-          f"{overhead['tasks_per_s']:.0f} tasks/s with 2 workers")
-    assert per_task_ms < 50
+    # What makes a task cheap (speed itself is measured in `bench farm`): every task
+    # runs once, in the one helper process its worker started -- no process per task
+    # -- and both workers share the load as they free up.
+    assert overhead["tasks"] == overhead["ok"] == 400
+    assert overhead["task_ids"] == list(range(400))
+    helpers = overhead["helpers"]
+    assert set(helpers) == {"1", "2"} and all(len(pids) == 1 for pids in helpers.values())
+    assert helpers["1"] != helpers["2"]
+    assert min(overhead["per_worker"].values()) >= 40, overhead["per_worker"]

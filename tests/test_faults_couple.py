@@ -123,7 +123,9 @@ def test_sigterm_checkpoints_stops_cleanly_and_resume_finishes(tmp_path, space_f
     cycle = int(line.split("after cycle ")[1].split(";")[0])
     assert 1 <= cycle < 16 and complete_checkpoints(out, 2) == [cycle]
     before = [r.smiles for r in Journal(out / "farm").load()]
-    assert not (out / "summary.json").exists() and no_temporary_files(out)
+    stopped = json.loads((out / "summary.json").read_text())
+    assert stopped["stopped"] == "SIGTERM" and stopped["stopped_after_cycle"] == cycle
+    assert stopped["checkpoints"] == [cycle] and no_temporary_files(out)
 
     mpitools.check(tcoupled("couple", "--resume", str(out), ranks=3, timeout=90,
                             all_exit=True))

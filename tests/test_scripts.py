@@ -1,10 +1,11 @@
 """Launch scripts: shell syntax and shellcheck (the Polaris layout: tests/test_polaris.py)."""
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tcoupled.runtime.sysprog import find_program, missing_reason
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted([*REPO.glob("run/*.sh"), *REPO.glob("run/polaris/*"), REPO / ".ci" / "run"])
@@ -15,7 +16,9 @@ def test_bash_syntax(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@pytest.mark.system
+@pytest.mark.skipif(find_program("shellcheck") is None,
+                    reason=missing_reason("shellcheck"))
 def test_shellcheck_passes():
     proc = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], cwd=REPO,
                           capture_output=True, text=True)

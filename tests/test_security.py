@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +9,14 @@ import time
 
 import pytest
 
+from tcoupled.runtime.sysprog import find_program, missing_reason
+
 from mpitools import job_env, mpiexec_path
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(120),
-              pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")]
+              pytest.mark.system,
+              pytest.mark.skipif(find_program("ss") is None,
+                                 reason=missing_reason("ss", "iproute2"))]
 
 
 def _descendants(root: int) -> set[int]:

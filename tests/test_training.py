@@ -84,6 +84,7 @@ def test_minibatches_cover_every_pair():
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.mpi
 def test_ddp_two_ranks_matches_one_process_on_global_batch():
     """Parameters identical on both ranks and equal to serial training to round-off."""
     proc = check(python_mpi(Path(__file__).with_name("ddp_checks.py"), ranks=2, timeout=80,

@@ -23,11 +23,10 @@ WRITE_PATH_FLAGS = ("out", "fp-cache", "resume")
 
 def load_file(path: str | Path) -> dict:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) mapping."""
+    from tcoupled.runtime.inputs import read_text_input
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+    text = read_text_input(path, "--config")
     try:
         if path.suffix == ".toml":
             import tomllib

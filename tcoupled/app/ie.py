@@ -1,8 +1,11 @@
 """``tcoupled ie SMILES...``: vertical ionization energies of given molecules.
 
-Molecules are spread over the ranks by the task farm (rank 0 manages, the
-others compute; one rank computes serially). A molecule that fails is
-reported with its reason; the command still succeeds.
+Molecules are spread over the ranks by the task farm (rank 0 manages, the others
+compute; one rank computes serially). A start geometry RDKit cannot make comes from
+QM9 (by canonical SMILES) or harder embedding; each row says which. A molecule that
+fails is reported with its reason; the command still succeeds. SIGTERM or SIGINT: the
+molecules running finish, the rest are not started (status ``not run``), the
+summary says ``stopped`` and the exit status is 143 (130); run them again by name.
 """
 
 from __future__ import annotations
@@ -55,10 +58,9 @@ def make_config(args: argparse.Namespace, world_size: int) -> IEConfig:
     if not (math.isfinite(args.task_timeout) and args.task_timeout > 0):
         raise ConfigError(f"--task-timeout must be positive, got {args.task_timeout}")
     from tcoupled.chemistry.engines import get_engine
-
-    get_engine(args.engine)  # a one-line error if it cannot run here
     from tcoupled.runtime.store import prepare_out_dir
 
+    get_engine(args.engine)  # a one-line error if it cannot run here
     prepare_out_dir(args.out)
     return IEConfig(tuple(args.smiles), args.method, args.engine, args.fmax, args.seed,
                     args.task_timeout, args.out)
@@ -71,16 +73,27 @@ def _payload(config: IEConfig, smiles: str) -> dict:
 
 def run(config: IEConfig, comm: Any) -> int:
     """Compute the ionization energies on the farm; rank 0 prints and writes results."""
-    from tcoupled.farm.manager import map_tasks, run_farm
+    from tcoupled.farm.manager import TaskResult, run_farm
+    from tcoupled.runtime import stopping
+    from tcoupled.runtime.faults import inject
 
     def drive(manager):
-        payloads = [_payload(config, s) for s in config.smiles]
-        return map_tasks(manager, payloads), manager.report()
+        results = [TaskResult(i, "not run", error="stopped before it started", worker=-1)
+                   for i in range(len(config.smiles))]
+        pending = list(enumerate(config.smiles))
+        while manager.n_running or (pending and not stopping.requested()):
+            while pending and manager.n_idle and not stopping.requested():
+                index, smiles = pending.pop(0)
+                manager.submit(index, _payload(config, smiles))
+            result = manager.next_result()
+            results[result.task_id] = result
+            inject("ie", "result", sum(r.status != "not run" for r in results), 0)
+        _report(config, results, manager.report())
+        return stopping.exit_status(stopping.received()) if stopping.requested() else 0
 
-    outcome = run_farm(comm, "tcoupled.chemistry.ie:ie_task", config.task_timeout, drive)
-    if outcome is not None:
-        _report(config, *outcome)
-    return 0
+    stopping.install()
+    status = run_farm(comm, "tcoupled.chemistry.ie:ie_task", config.task_timeout, drive)
+    return comm.bcast(status, root=0) if comm is not None and comm.Get_size() > 1 else status
 
 
 def _rows(config: IEConfig, results: list) -> list[dict]:
@@ -88,6 +101,7 @@ def _rows(config: IEConfig, results: list) -> list[dict]:
     for smiles, result in zip(config.smiles, results):
         ok = result.status == "ok"
         rows.append({"smiles": smiles, "ie_ev": result.value["ie_ev"] if ok else None,
+                     "geometry": result.value.get("geometry") if ok else None,
                      "status": result.status, "error": result.error,
                      "seconds": result.seconds, "worker": result.worker})
     return rows
@@ -100,35 +114,33 @@ def _report(config: IEConfig, results: list, farm: dict) -> None:
     print(f"{'SMILES':30s} {'IE / eV':>10s} {'time / s':>9s}  status")
     for row in rows:
         ie = f"{row['ie_ev']:10.4f}" if row["ie_ev"] is not None else f"{'-':>10s}"
-        note = "ok" if row["status"] == "ok" else f"failed: {row['error']}"
+        note = "ok" if row["status"] == "ok" else f"{row['status']}: {row['error']}"
         print(f"{row['smiles']:30s} {ie} {row['seconds']:9.2f}  {note}")
     _write_h5(config, rows)
-    write_summary(config.out, {"command": "ie", "method": config.method,
+    from tcoupled.runtime import stopping
+
+    stopped = stopping.signal_name(stopping.received()) if stopping.requested() else None
+    write_summary(config.out, {"command": "ie", "method": config.method, "stopped": stopped,
                                "engine": config.engine, "results": rows,
-                               "failed": sum(r["status"] != "ok" for r in rows),
+                               "failed": sum(r["status"] == "failed" for r in rows),
                                "tasks_per_s": farm["tasks_per_s"],
                                "worker_utilization": farm["worker_utilization"],
                                "wall_s": farm["wall_s"]})
 
 
 def _write_h5(config: IEConfig, rows: list[dict]) -> None:
+    import h5py
     import numpy as np
 
     from tcoupled.runtime.store import open_results
 
-    text = {"smiles": "", "status": "", "error": ""}
     with open_results(config.out, asdict(config), "ie") as h5:
         group = h5.create_group("molecules")
-        for key in text:
-            group.create_dataset(key, data=[r[key] for r in rows], dtype=_str_dtype())
+        for key in ("smiles", "status", "error", "geometry"):
+            group.create_dataset(key, data=[r[key] or "" for r in rows],
+                                 dtype=h5py.string_dtype())
         group.create_dataset("ie_ev", data=np.array(
             [np.nan if r["ie_ev"] is None else r["ie_ev"] for r in rows]))
         group.create_dataset("seconds", data=np.array([r["seconds"] for r in rows]))
         group.create_dataset("worker", data=np.array([r["worker"] for r in rows]))
         group["ie_ev"].attrs["units"] = "eV"
-
-
-def _str_dtype():
-    import h5py
-
-    return h5py.string_dtype()

@@ -33,6 +33,14 @@ def make_config(args: argparse.Namespace, world_size: int) -> ReportRequest:
     if missing:
         raise ConfigError(f"{args.directory!r} holds no finished run (missing "
                           f"{', '.join(missing)})")
+    from tcoupled.report.couple import read_run
+    from tcoupled.screening.outputs import read_records
+
+    # a damaged or hostile file is one line here, before anything is written
+    command, _, _ = read_run(folder)
+    farm = folder / "farm" if command == "couple" else folder
+    if (farm / RESULTS_FILE).exists() or (farm / RESULTS_FILE).is_symlink():
+        read_records(farm)
     return ReportRequest(args.directory)
 
 

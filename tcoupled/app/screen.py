@@ -60,18 +60,26 @@ def _check_ranges(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.baseline and not (Path(args.baseline) / "results.h5").exists():
-        raise ConfigError(f"--baseline {args.baseline!r} holds no results.h5")
+    if args.baseline:
+        from tcoupled.screening.outputs import read_records
+
+        if not (Path(args.baseline) / "results.h5").exists():
+            raise ConfigError(f"--baseline {args.baseline!r} holds no results.h5")
+        read_records(args.baseline)  # a damaged file is one line now, not a crash at the end
 
 
 def _resumed(directory: str) -> ScreenConfig:
-    from tcoupled.runtime.store import read_json
+    from tcoupled.runtime.inputs import read_json_input
+    from tcoupled.screening.loop import Journal
 
     path = Path(directory) / CONFIG_FILE
-    if not path.exists():
+    if not Path(directory).is_dir():
+        raise ConfigError(f"--resume {directory!r}: no such directory")
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(f"--resume {directory!r}: no {CONFIG_FILE} (not a screen run)")
+    stored = read_json_input(path, "--resume:", root=directory)
+    Journal(directory).check()
     try:
-        stored = read_json(path)
         known = {f.name for f in fields(ScreenConfig)}
         values = {k: v for k, v in stored.items() if k in known}
         values.update(out=directory, resume=True)

@@ -8,13 +8,14 @@ stopped (and waited for) when the ``with`` block ends, whatever happens inside.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tcoupled.runtime.sysprog import find_program, missing_reason
 
 
 def free_port() -> int:
@@ -26,8 +27,8 @@ def free_port() -> int:
 
 def missing() -> str | None:
     """Why Redis cannot be used here (``None`` when server and client both exist)."""
-    if shutil.which("redis-server") is None:
-        return "redis-server not installed (Debian package redis-server)"
+    if find_program("redis-server") is None:
+        return missing_reason("redis-server")
     try:
         import redis  # noqa: F401
     except ImportError:

@@ -23,6 +23,9 @@ class Geometry:
 
     numbers: np.ndarray
     positions: np.ndarray
+    #: how the start geometry was made: "etkdg", "qm9" (given), "qm9 row N" (looked up),
+    #: "etkdg random coordinates, seed S"
+    source: str = "etkdg"
 
     def to_xyz(self, comment: str = "") -> str:
         """Return the geometry as XYZ text."""
@@ -65,8 +68,16 @@ def parse_smiles(smiles: str):
     return Chem.AddHs(mol)
 
 
-def embed(smiles: str, seed: int = 42) -> Geometry:
+#: extra seeds tried with random starting coordinates when ETKDG fails outside QM9
+HARD_SEEDS = 5
+
+
+def embed(smiles: str, seed: int = 42, harder: bool = False) -> Geometry:
     """Return a 3D geometry: ETKDG embedding with a fixed seed, MMFF pre-optimised.
+
+    With ``harder``, a failed embedding is retried from random starting coordinates
+    with :data:`HARD_SEEDS` more seeds (smoothing failures ignored); the geometry's
+    ``source`` says which attempt made it.
 
     Raises
     ------
@@ -78,36 +89,55 @@ def embed(smiles: str, seed: int = 42) -> Geometry:
     mol = parse_smiles(smiles)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
+    source = "etkdg"
     if AllChem.EmbedMolecule(mol, params) != 0:
-        params.useRandomCoords = True
-        if AllChem.EmbedMolecule(mol, params) != 0:
-            raise MoleculeError(f"RDKit could not embed {smiles!r} in 3D")
+        params.useRandomCoords, params.ignoreSmoothingFailures = True, True
+        for attempt in range(1, HARD_SEEDS + 1 if harder else 0):
+            params.randomSeed = seed + attempt
+            if AllChem.EmbedMolecule(mol, params) == 0:
+                source = f"etkdg random coordinates, seed {seed + attempt}"
+                break
+        else:
+            tried = f" (ETKDG and {HARD_SEEDS} random-coordinate seeds)" if harder else ""
+            raise MoleculeError(f"RDKit could not embed {smiles!r} in 3D{tried}")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
     numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
     positions = np.array(mol.GetConformer().GetPositions(), dtype=np.float64)
-    return Geometry(numbers, positions)
+    return Geometry(numbers, positions, source)
 
 
-def from_symbols(symbols: list[str], positions: np.ndarray) -> Geometry:
+def from_symbols(symbols: list[str], positions: np.ndarray, source: str = "qm9") -> Geometry:
     """Return a geometry from element symbols and Cartesian positions in Angstrom."""
     from rdkit.Chem import GetPeriodicTable
 
     table = GetPeriodicTable()
     numbers = np.array([table.GetAtomicNumber(s) for s in symbols], dtype=np.int64)
-    return Geometry(numbers, np.asarray(positions, dtype=np.float64).reshape(-1, 3))
+    return Geometry(numbers, np.asarray(positions, dtype=np.float64).reshape(-1, 3), source)
 
 
 def make_geometry(smiles: str, seed: int = 42,
-                  fallback: tuple[list[str], np.ndarray] | None = None) -> Geometry:
-    """Embed ``smiles``; if RDKit fails and ``fallback`` (symbols, xyz) is given, use it.
+                  fallback: tuple[list[str], np.ndarray] | None = None,
+                  qm9: bool = True) -> Geometry:
+    """Embed ``smiles``: ETKDG, else QM9's geometry, else harder ETKDG attempts.
 
-    QM9 ships DFT geometries for molecules whose strained cages defeat ETKDG;
-    the fallback is checked against the SMILES' chemistry first.
+    QM9 ships DFT geometries for molecules whose strained cages defeat ETKDG: the
+    ``fallback`` (symbols, xyz) given by a QM9 screen, or (``qm9``) the one found by
+    canonical SMILES (:mod:`tcoupled.chemistry.qm9`). Outside QM9, random starting
+    coordinates and more seeds are tried. The SMILES' chemistry is checked first;
+    ``Geometry.source`` says which way the geometry was made.
     """
     try:
         return embed(smiles, seed)
     except MoleculeError as exc:
-        if fallback is None or "could not embed" not in str(exc):
+        if "could not embed" not in str(exc):
             raise
-    return from_symbols(*fallback)
+    if fallback is not None:
+        return from_symbols(*fallback)
+    if qm9:
+        from tcoupled.chemistry.qm9 import lookup
+
+        found = lookup(smiles)
+        if found is not None:
+            return from_symbols(*found[1], source=f"qm9 row {found[0]}")
+    return embed(smiles, seed, harder=True)

@@ -10,7 +10,7 @@ difference; ``ipea`` uses IPEA1-xTB and subtracts the empirical shift that
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,7 +89,8 @@ def vertical_ie(geometry: Geometry, engine: Engine, method: str = "gfn2"
 
 def ionization_energy(smiles: str, method: str = "gfn2", engine: str | Engine = "tblite",
                       fmax: float = 0.05, seed: int = 42,
-                      fallback: tuple[list[str], np.ndarray] | None = None) -> IEResult:
+                      fallback: tuple[list[str], np.ndarray] | None = None,
+                      qm9: bool = True) -> IEResult:
     """Compute the vertical ionization energy of ``smiles`` (see module docstring).
 
     Parameters
@@ -106,6 +107,9 @@ def ionization_energy(smiles: str, method: str = "gfn2", engine: str | Engine = 
         ETKDG random seed.
     fallback : (symbols, positions), optional
         Start geometry used when RDKit cannot embed the molecule.
+    qm9 : bool
+        Without ``fallback``, look the molecule up in QM9 when RDKit cannot embed it
+        (the relaxed geometry's ``source`` says which way the start was made).
 
     Raises
     ------
@@ -115,8 +119,9 @@ def ionization_energy(smiles: str, method: str = "gfn2", engine: str | Engine = 
     start = time.perf_counter()
     if isinstance(engine, str):
         engine = get_engine(engine)
-    geometry = make_geometry(smiles, seed, fallback)
+    geometry = make_geometry(smiles, seed, fallback, qm9)
     relaxed, steps = relax(geometry, engine, fmax)
+    relaxed = replace(relaxed, source=geometry.source)
     ie_ev, e_neutral, e_cation = vertical_ie(relaxed, engine, method)
     if not np.isfinite(ie_ev):
         raise MoleculeError(f"non-finite ionization energy for {smiles!r}")
@@ -140,6 +145,8 @@ def ie_task(payload: dict) -> dict:
     """
     result = ionization_energy(payload["smiles"], payload.get("method", "gfn2"),
                                payload.get("engine", "tblite"), payload.get("fmax", 0.05),
-                               payload.get("seed", 42), payload.get("fallback"))
+                               payload.get("seed", 42), payload.get("fallback"),
+                               payload.get("qm9", True))
     return {"ie_ev": result.ie_ev, "seconds": result.seconds,
+            "geometry": result.geometry.source,
             "e_neutral_eh": result.e_neutral_eh, "e_cation_eh": result.e_cation_eh}

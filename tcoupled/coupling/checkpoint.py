@@ -99,7 +99,10 @@ def latest_complete(out: str | Path, ranks: int) -> int:
     if not cycles:
         return 0
     cycle = cycles[-1]
+    from tcoupled.runtime.inputs import check_input_file
+
     for rank in range(ranks):
+        check_input_file(rank_file(out, cycle, rank), "--resume: checkpoint", root=out)
         try:
             state = load_rank_state(out, cycle, rank)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error

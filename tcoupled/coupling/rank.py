@@ -168,7 +168,7 @@ class CoupledRank:
         except StopRequested as stop:
             self._close_training()
             return {"rank": self.layout.info.rank, "role": self.layout.role,
-                    "stopped": stop.cycle}
+                    "stopped": stop.cycle, "signal": stop.signum}
         self.vote.close()
         wall = time.perf_counter() - start
         channel.close()
@@ -268,7 +268,7 @@ class CycleProgress:
         if stop or (config.checkpoint_every and done % config.checkpoint_every == 0):
             self.rank.checkpoint(done)
         if stop:
-            raise StopRequested(done)
+            raise StopRequested(done, self.rank.vote.signum)
         if not self.rank.leads:
             return
         elapsed = time.perf_counter() - self.start

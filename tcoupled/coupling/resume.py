@@ -43,20 +43,14 @@ def _check_version(directory: str, stored: dict) -> None:
 
 
 def _stored(directory: str) -> dict:
-    from tcoupled.runtime.store import read_json
+    from tcoupled.runtime.inputs import read_json_input
 
     path = Path(directory) / ARGS_FILE
     if not Path(directory).is_dir():
         raise ConfigError(f"--resume {directory!r}: no such directory")
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(f"--resume {directory!r}: no {ARGS_FILE} (not a run of this command)")
-    try:
-        stored = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--resume {directory!r}: unreadable {ARGS_FILE} "
-                          f"({type(exc).__name__})") from None
-    if not isinstance(stored, dict):
-        raise ConfigError(f"--resume {directory!r}: {ARGS_FILE} does not hold a mapping")
+    stored = read_json_input(path, "--resume:", root=directory)
     _check_version(directory, stored)
     return stored
 

@@ -35,9 +35,10 @@ def _child_main(read_fd: int, write_fd: int, task: str) -> None:
     """Serve tasks in the helper process until the pipe closes."""
     from multiprocessing.connection import Connection
 
-    # Stopped by its parent only: a SIGTERM sent to the whole job must not turn the
+    # Stopped by its parent only: a SIGTERM (SIGINT) sent to the whole job must not turn the
     # running calculation into a recorded failure while the farm winds down.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     func = _load(task)
     while True:

@@ -24,23 +24,19 @@ REPORT_FILE = "report.md"
 
 def read_run(out: str | Path) -> tuple[str, dict, dict]:
     """Return (command, summary, members) of a run; members: index -> arrays."""
-    import h5py
-
-    from tcoupled.runtime.store import RESULTS_FILE, SUMMARY_FILE, read_json
+    from tcoupled.runtime.inputs import open_h5_input, read_json_input
+    from tcoupled.runtime.store import RESULTS_FILE, SUMMARY_FILE
 
     out = Path(out)
     if not (out / RESULTS_FILE).exists() or not (out / SUMMARY_FILE).exists():
         raise TcoupledError(f"{str(out)!r} holds no finished run (no {RESULTS_FILE} and "
                             f"{SUMMARY_FILE})")
-    try:
-        summary = read_json(out / SUMMARY_FILE)
-        with h5py.File(out / RESULTS_FILE, "r") as h5:
-            command = str(h5.attrs.get("command", ""))
-            members = {int(name): {key: group[key][()] for key in group}
-                       for name, group in h5.get("members", {}).items()}
-            fields = {key: h5["fields"][key][()] for key in h5.get("fields", {})}
-    except (OSError, ValueError) as exc:
-        raise TcoupledError(f"{str(out)!r}: unreadable run files ({exc})") from None
+    summary = read_json_input(out / SUMMARY_FILE, "", root=out)
+    with open_h5_input(out / RESULTS_FILE, "", root=out) as h5:
+        command = str(h5.attrs.get("command", ""))
+        members = {int(name): {key: group[key][()] for key in group}
+                   for name, group in h5.get("members", {}).items()}
+        fields = {key: h5["fields"][key][()] for key in h5.get("fields", {})}
     return command, summary, {"members": members, "fields": fields}
 
 

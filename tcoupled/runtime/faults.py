@@ -4,7 +4,9 @@ A fault is ``ACTION:ROLE:POINT=N[:rank=R]``, several separated by ``;``:
 
 ``nan:sim:step=40``          write NaN into the field after step 40 (all sim ranks);
 ``raise:train:cycle=1:rank=0`` raise ``RuntimeError`` when train rank 0 reaches cycle 1;
-``exit:farm:task=2``          ``os._exit(17)`` when a farm rank reaches its third task.
+``exit:farm:task=2``          ``os._exit(17)`` when a farm rank reaches its third task;
+``sigterm:sim:step=30:rank=0`` send SIGTERM (``sigint``: SIGINT) to this process at step 30,
+                             as a batch system or Ctrl-C would (tests of clean stops).
 
 ``rank`` is the rank within the role's communicator. Without ``TCOUPLED_FAULT``
 every hook is a no-op costing one dictionary lookup. Used only by tests and by
@@ -20,7 +22,7 @@ from functools import lru_cache
 from tcoupled.runtime.errors import ConfigError
 from tcoupled.runtime.mpienv import env
 
-ACTIONS = ("nan", "raise", "exit")
+ACTIONS = ("nan", "raise", "exit", "sigterm", "sigint")
 
 
 @dataclass(frozen=True)
@@ -75,4 +77,9 @@ def inject(role: str, point: str, index: int, rank: int) -> str | None:
         raise RuntimeError(f"injected fault: {role} rank {rank} at {point} {index}")
     if action == "exit":
         os._exit(17)
+    if action in ("sigterm", "sigint"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM if action == "sigterm" else signal.SIGINT)
+        return None
     return action

@@ -107,6 +107,31 @@ class Journal:
                 continue
         return records
 
+    def check(self) -> int:
+        """Check the journal before a resume; return its whole records (none if absent).
+
+        Raises
+        ------
+        InputError
+            If it is not a text file of records (a torn last line, left by a kill, is fine).
+        """
+        from tcoupled.runtime.inputs import InputError, read_text_input
+
+        if not self.path.exists() and not self.path.is_symlink():
+            return 0
+        text = read_text_input(self.path, "--resume: journal", root=self.path.parent,
+                               allow_empty=True)
+        lines = text.splitlines(keepends=True)
+        for number, line in enumerate(lines, 1):
+            if not line.endswith("\n"):
+                break  # the torn last line
+            try:
+                Record(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise InputError(f"--resume: journal {str(self.path)!r}: line {number} is "
+                                 f"not a finished calculation ({type(exc).__name__})") from None
+        return sum(line.endswith("\n") for line in lines)
+
     def append(self, record: Record) -> None:
         """Write one record durably; a failed write (full disk) names the journal."""
         from tcoupled.runtime.store import write_failed
@@ -135,6 +160,10 @@ class ScreenLoop:
         self.config, self.space, self.manager, self.journal = config, space, manager, journal
         self.learner = Learner(fingerprints, config.k, config.ensemble, config.seed)
         self.available = fingerprints.any(axis=1)
+        #: molecules RDKit cannot parse: recorded failures that spend no budget
+        self.rejected = [Record(int(i), space.smiles[i], float("nan"), "failed",
+                                "invalid SMILES (RDKit cannot parse it)", 0, 0.0, 0.0, 0.0,
+                                float("nan")) for i in np.flatnonzero(~self.available)]
         self.rng = np.random.default_rng(config.seed)
         self.records: list[Record] = []
         self.snapshots: list[Snapshot] = []
@@ -214,11 +243,15 @@ class ScreenLoop:
 
     def run(self) -> None:
         """Screen until the budget is spent or the space is exhausted."""
+        from tcoupled.runtime import stopping
+
         log = get_logger()
         while len(self.records) < self.config.budget:
-            self._submit_while_idle()
+            if not stopping.requested():  # on SIGTERM/SIGINT: collect what runs, then stop
+                self._submit_while_idle()
             if not self.in_flight:
-                log.info("search space exhausted after %d molecules", len(self.records))
+                log.info("%s after %d molecules", "stopped by a signal" if stopping.requested()
+                         else "search space exhausted", len(self.records))
                 break
             record = self._collect()
             shown = f"{record.ie_ev:.3f} eV" if record.status == "ok" else record.error

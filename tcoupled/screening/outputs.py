@@ -24,8 +24,9 @@ def write_results(out_dir: str | Path, config: dict, records: list, snapshots: l
 
     with open_results(out_dir, config, "screen") as h5:
         molecules = h5.create_group("molecules")
-        molecules.attrs["description"] = ("every finished calculation in completion order; "
-                                          "start/end in s since the screen began")
+        molecules.attrs["description"] = (
+            "every finished calculation in completion order (molecules RDKit cannot parse "
+            "first, worker 0, no time); start/end in s since the screen began")
         for name in TEXT_FIELDS:
             molecules.create_dataset(name, data=[getattr(r, name) for r in records],
                                      dtype=h5py.string_dtype())
@@ -54,11 +55,10 @@ def best_so_far(records: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def read_records(out_dir: str | Path) -> list:
     """Read the records of a finished screen (for a baseline overlay)."""
-    import h5py
-
+    from tcoupled.runtime.inputs import open_h5_input
     from tcoupled.screening.loop import Record
 
-    with h5py.File(Path(out_dir) / "results.h5", "r") as h5:
+    with open_h5_input(Path(out_dir) / "results.h5", "", root=out_dir) as h5:
         group = h5["molecules"]
         columns = {n: [v.decode() if isinstance(v, bytes) else v for v in group[n][()]]
                    for n in TEXT_FIELDS}
@@ -80,4 +80,5 @@ def summarize(loop: Any, farm: dict, extra: dict) -> dict:
             "worker_busy_s": farm["worker_busy_s"], "wall_s": farm["wall_s"],
             "retrainings": len(loop.snapshots),
             "predict_s_mean": float(np.mean(predict)) if predict else None,
-            "predict_s_max": float(np.max(predict)) if predict else None, **extra}
+            "predict_s_max": float(np.max(predict)) if predict else None,
+            "invalid_smiles": len(getattr(loop, "rejected", ())), **extra}

@@ -32,7 +32,8 @@ class ProgressLoop(ScreenLoop):
             if not stopping.requested():
                 self._submit_while_idle()
             if not self.in_flight:
-                log.info("farm: %s after %d molecules", "stopped by SIGTERM"
+                log.info("farm: %s after %d molecules", "stopped by "
+                         f"{stopping.signal_name(stopping.received())}"
                          if stopping.requested() else "search space exhausted",
                          len(self.records))
                 break
@@ -63,7 +64,8 @@ def _drive(config: ScreenConfig, manager: Any, log: Any) -> dict:
     loop.log = log
     loop.run()
     farm = manager.report()
-    write_results(config.out, asdict(config), loop.records, loop.snapshots, farm)
+    write_results(config.out, asdict(config), loop.rejected + loop.records, loop.snapshots,
+                  farm)
     predict_s = float(sum(s.predict_s for s in loop.snapshots))
     summary = summarize(loop, farm, {"budget": config.budget, "resumed_records": len(done),
                                      "fingerprint_s": fp_seconds, "learn_s": predict_s})
@@ -82,6 +84,7 @@ def run_farm_role(config: ScreenConfig, farm_comm: Any, log: Any) -> dict:
                     "wall_s": time.perf_counter() - start, "phases": {}}
     if summary is not None and stopping.requested():
         record["stopped"] = None  # the screen stopped early; its journal is kept
+        record["signal"] = stopping.received()
     if summary is not None:
         record["farm"] = summary
         record["phases"] = {"learn": summary["learn_s"],

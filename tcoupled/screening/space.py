@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tcoupled.chemistry.qm9 import PARTS as QM9_PARTS
 from tcoupled.runtime.errors import ConfigError
-
-QM9_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 
 
 @dataclass
@@ -42,12 +41,12 @@ class SearchSpace:
 
 def qm9_data_dir() -> Path:
     """Return the ``data`` folder of the installed ``qm9pack`` package."""
-    import importlib.util
+    from tcoupled.chemistry.qm9 import data_dir
 
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None or not spec.submodule_search_locations:
+    folder = data_dir()
+    if folder is None:
         raise ConfigError("--space qm9 needs the qm9pack package (pip install qm9pack)")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder
 
 
 def _qm9_paths() -> list[Path]:
@@ -84,13 +83,13 @@ def load_smiles_file(path: str | Path) -> SearchSpace:
     Raises
     ------
     ConfigError
-        If the file is missing, unreadable or holds no SMILES.
+        If the file is missing, not a text file (see :mod:`tcoupled.runtime.inputs`) or
+        holds no SMILES. Invalid SMILES in it are kept: they become recorded failures.
     """
+    from tcoupled.runtime.inputs import read_text_input
+
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"--space {str(path)!r}: {exc.strerror or exc}") from None
+    lines = read_text_input(path, "--space").splitlines()
     lines = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if lines and "," in lines[0]:
         header = [h.strip().lower() for h in lines[0].split(",")]

@@ -3,6 +3,11 @@
 Measures the accuracy against the exact standing mode, the discrete energy drift, the
 cell-update rate and the halo share of the step time; rank 0 writes ``results.h5``
 (the assembled global field) and ``summary.json``.
+
+SIGTERM or SIGINT stops every rank at the same step (the ranks vote every chunk of
+``--check-every`` steps, :class:`~tcoupled.runtime.stopping.StopVote`; a signal during
+the last chunk stops too): each rank writes its checkpoint (:mod:`.checkpoint`), rank 0
+a ``summary.json`` with ``stopped``, and the run exits 143 (130); ``--resume`` goes on.
 """
 
 from __future__ import annotations
@@ -25,17 +30,21 @@ class WaveRun:
     quiet: bool
     kernel: str  # the backend ``--kernel`` resolved to on this machine
     check_every: int = 50
+    resume: bool = False  # continue from the checkpoint in ``out``
 
 
 def run_wave(config: WaveRun, comm: Any) -> int:
     """Run the solver, write ``results.h5`` and ``summary.json``, print the key figures."""
     from dataclasses import replace
 
+    from tcoupled.runtime import stopping
     from tcoupled.runtime.mpienv import set_role
     from tcoupled.runtime.telemetry import setup_logging
+    from tcoupled.sim import checkpoint
     from tcoupled.sim.solver import WaveSolver
 
     set_role("sim")
+    stopping.install()
     wave = replace(config.wave, kernel=config.kernel)
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
     _bind_gpu(wave, comm, log)
@@ -44,8 +53,16 @@ def run_wave(config: WaveRun, comm: Any) -> int:
         log.info(f"wave: grid {wave.grid[0]}x{wave.grid[1]} on {comm.Get_size()} rank(s) "
                  f"({solver.dims[0]}x{solver.dims[1]}), kernel {solver.backend.name}, "
                  f"{wave.dtype}, dt {wave.dt:.6g}, {wave.steps} steps")
-        stats = _advance(solver, wave.steps)
+        stats = checkpoint.restore(config.out, solver) if config.resume else {}
+        if config.resume:
+            log.info(f"wave: resumed at step {solver.steps_done} from {config.out}")
+        vote = stopping.StopVote(comm)
+        stats = _advance(solver, wave.steps, vote, config.check_every or 50, stats)
+        vote.close()
         solver.check_finite()
+        if vote.signum:
+            checkpoint.save(config.out, comm.Get_rank(), solver, stats)
+            return _stopped(config, comm, solver.steps_done, vote.signum, log)
         final = solver.gather(root=0)
         timers = _max_per_key(comm.gather(solver.timers.as_dict(), root=0))
         dims = solver.dims
@@ -72,23 +89,52 @@ def _bind_gpu(wave: WaveConfig, comm: Any, log: Any) -> None:
     log.info(f"wave: {line}")
 
 
-def _advance(solver: Any, steps: int) -> dict:
-    """Step the solver, measuring the energy after the first and the last step."""
-    stats: dict[str, Any] = {"energy_first": None, "energy_last": None, "loop_s": 0.0,
-                             "loop_steps": 0}
-    if steps == 0:
+def _advance(solver: Any, steps: int, vote: Any, chunk: int, resumed: dict) -> dict:
+    """Step the solver to ``steps``, measuring the energy after the first and last step.
+
+    Stops early, at the same step on every rank, when ``vote`` agrees on a signal. The
+    loop's time covers the steps run in this launch (after the first step).
+    """
+    stats: dict[str, Any] = {"energy_first": resumed.get("energy_first"),
+                             "energy_last": None, "loop_s": 0.0, "loop_steps": 0}
+    if solver.steps_done >= steps:
+        stats["energy_last"] = solver.energy() if steps else None
         return stats
-    solver.step(1)
-    stats["energy_first"] = solver.energy()
+    if solver.steps_done == 0:
+        solver.step(1)
+        stats["energy_first"] = solver.energy()
     solver.cart.Barrier()
-    start = time.perf_counter()
-    solver.step(steps - 1)
+    start, first = time.perf_counter(), solver.steps_done
+    while solver.steps_done < steps:
+        solver.step(min(chunk, steps - solver.steps_done))
+        if vote(solver.steps_done, last=solver.steps_done == steps):
+            break
     _sync(solver.xp)
     solver.cart.Barrier()
     stats["loop_s"] = time.perf_counter() - start
-    stats["loop_steps"] = steps - 1
+    stats["loop_steps"] = solver.steps_done - first
     stats["energy_last"] = solver.energy()
     return stats
+
+
+def _stopped(config: WaveRun, comm: Any, steps_done: int, signum: int, log: Any) -> int:
+    """Every rank wrote its checkpoint: rank 0 writes ``summary.json`` and says so."""
+    import sys
+
+    from tcoupled.runtime.stopping import exit_status, signal_name
+    from tcoupled.runtime.store import write_summary
+
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        write_summary(config.out, {"command": "wave", "stopped": signal_name(signum),
+                                   "steps_done": steps_done, "steps": config.wave.steps,
+                                   "ranks": comm.Get_size(),
+                                   "resume": f"--resume {config.out}"})
+        log.info(f"wave: checkpoint of step {steps_done} in {config.out}/checkpoint")
+        sys.stderr.write(f"tcoupled wave: stopped by {signal_name(signum)} after step "
+                         f"{steps_done}; resume with --resume {config.out}\n")
+        sys.stderr.flush()
+    return exit_status(signum)
 
 
 def _sync(xp: Any) -> None:

@@ -42,12 +42,27 @@ def run(config: CoupleRun, comm: Any) -> int:
     return status
 
 
-def _stop_message(config: CoupleRun, records: list[dict]) -> str:
-    """The one line of a run stopped by SIGTERM: where it stopped, how to go on."""
+def _stopped(config: CoupleRun, records: list[dict]) -> tuple[int, str]:
+    """Rank 0 of a stopped run: write ``summary.json`` saying so; return status and line."""
+    from tcoupled.coupling.checkpoint import complete_cycles
+    from tcoupled.runtime.stopping import exit_status, signal_name
+    from tcoupled.runtime.store import write_summary
+
+    signum = max(int(r.get("signal") or 0) for r in records if "stopped" in r) or 15
     cycles = [r["stopped"] for r in records if r.get("stopped") is not None]
     where = (f"after cycle {min(cycles)}" if cycles
              else f"(farm only; sim and train finished all {config.cycles} cycles)")
-    return f"stopped by SIGTERM {where}; resume with --resume {config.out}"
+    farm = next((r["farm"] for r in records if r.get("farm")), None)
+    write_summary(config.out, {
+        "command": "couple", "stopped": signal_name(signum),
+        "stopped_after_cycle": min(cycles) if cycles else config.cycles,
+        "cycles": config.cycles,
+        "checkpoints": complete_cycles(config.out, config.sim_ranks + config.train_ranks),
+        "farm": None if farm is None else {k: farm.get(k) for k in (
+            "simulated", "failed", "best_ie_ev", "best_smiles", "resumed_records")},
+        "resume": f"--resume {config.out}"})
+    return exit_status(signum), (f"stopped by {signal_name(signum)} {where}; resume with "
+                                 f"--resume {config.out}")
 
 
 def _conclude(config: CoupleRun, comm: Any, records: list[dict] | None) -> int:
@@ -57,19 +72,18 @@ def _conclude(config: CoupleRun, comm: Any, records: list[dict] | None) -> int:
     the job ends with one line instead of an abort.
     """
     from tcoupled.runtime.errors import TcoupledError
-    from tcoupled.runtime.stopping import STOP_EXIT
 
-    outcome: tuple[int, str] = (0, "")
+    outcome: tuple[int, str, bool] = (0, "", False)
     if comm.Get_rank() == 0:
-        if any("stopped" in r for r in records or ()):
-            outcome = (STOP_EXIT, _stop_message(config, records or []))
-        else:
-            try:
+        try:
+            if any("stopped" in r for r in records or ()):
+                outcome = (*_stopped(config, records or []), True)
+            else:
                 _finish(config, records or [])
-            except TcoupledError as exc:
-                outcome = (exc.exit_code, str(exc))
-    status, message = comm.bcast(outcome, root=0)
-    if status == STOP_EXIT:
+        except TcoupledError as exc:
+            outcome = (exc.exit_code, str(exc), False)
+    status, message, stopped = comm.bcast(outcome, root=0)
+    if stopped:
         if comm.Get_rank() == 0:
             import sys
 

@@ -109,6 +109,10 @@ def _farm_config(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--farm-policy must be one of {', '.join(POLICIES)}, "
                           f"got {args.farm_policy!r}")
     _check_space(args.farm_space, args.farm_task)
+    if args.resume:
+        from tcoupled.screening.loop import Journal
+
+        Journal(Path(args.out) / FARM_DIR).check()
     return ScreenConfig(out=str(Path(args.out) / FARM_DIR), space=args.farm_space,
                       budget=args.farm_budget, initial=min(args.farm_initial, args.farm_budget),
                       policy=args.farm_policy, method=args.farm_method, task=args.farm_task,

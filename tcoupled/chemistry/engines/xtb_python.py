@@ -21,12 +21,13 @@ _PARAM_DIRS = (Path(sys.prefix) / "share" / "xtb", Path("/usr/local/share/xtb"),
 
 def _ensure_param_path() -> None:
     """Point ``XTBPATH`` at a directory holding ``param_ipea-xtb.txt`` (xtb reads it)."""
-    if os.environ.get("XTBPATH"):
+    from tcoupled.runtime.sysprog import find_file
+
+    folders = [Path(os.environ["XTBPATH"])] if os.environ.get("XTBPATH") else _PARAM_DIRS
+    found = find_file("param_ipea-xtb.txt", folders)
+    if found is not None:
+        os.environ["XTBPATH"] = str(found.parent)
         return
-    for folder in _PARAM_DIRS:
-        if (folder / "param_ipea-xtb.txt").exists():
-            os.environ["XTBPATH"] = str(folder)
-            return
     raise BackendUnavailable("engine 'xtb-python' needs param_ipea-xtb.txt for IPEA-xTB; "
                              "install the xtb program or set XTBPATH")
 
