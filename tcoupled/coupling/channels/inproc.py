@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcoupled.coupling.channels.base import Channel, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import as_tensor, synchronize
 from tcoupled.runtime.errors import TcoupledError
 
@@ -22,7 +23,7 @@ class InprocSender(Sender):
 
     def __init__(self, ctx: Any, feeds: tuple[int, ...], spec: SlotSpec) -> None:
         super().__init__(ctx, (), spec)
-        self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+        self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
         self.released_count = 0
 
     def _wait_released(self, count: int) -> None:
@@ -47,13 +48,16 @@ class InprocReceiver(Receiver):
                          spec, cycles)
         self.sender = sender
 
-    def _wait_ready(self, cycle: int) -> int:
+    def _wait_ready(self, cycle: int) -> tuple[int, int]:
         if self.sender.published <= cycle:
             raise TcoupledError(f"inproc channel: cycle {cycle} was never published")
-        return cycle
+        return cycle, self.sender.offsets[cycle % self.ctx.slots]
+
+    def _slot_address(self, slot: int) -> int:
+        return address(self.sender.buffers[slot])
 
     def _fetch(self, slot: int, cycle: int) -> Any:
-        return as_tensor(self.sender.buffers[slot])
+        return self.spec.owned(as_tensor(self.sender.buffers[slot]))
 
     def release(self) -> None:
         """Hand the slot back (no message: the sender is this process)."""

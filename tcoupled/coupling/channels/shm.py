@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import CudaArrayView, as_tensor, synchronize
 from tcoupled.runtime.errors import TcoupledError
 
@@ -35,7 +36,7 @@ class ShmSender(Sender):
                  channel: ShmChannel) -> None:
         super().__init__(ctx, feeds, spec)
         if channel.gpu:
-            self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+            self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
             runtime = ctx.xp.cuda.runtime
             handles = [runtime.ipcGetMemHandle(buf.data.ptr) for buf in self.buffers]
             for feed in self.feeds:
@@ -65,10 +66,17 @@ class ShmReceiver(Receiver):
             runtime = ctx.xp.cuda.runtime
             handles = ctx.world.recv(source=source, tag=IPC_TAG)
             self._pointers = [runtime.ipcOpenMemHandle(h) for h in handles]
-            self.arrays = [CudaArrayView(p, spec.shape, spec.dtype) for p in self._pointers]
+            self.arrays = [CudaArrayView(p, spec.padded_shape, spec.dtype)
+                           for p in self._pointers]
+            self._addresses = list(self._pointers)
         else:
             self.arrays = list(channel.remote_slots(source, spec))
-        self.tensors = [as_tensor(array) for array in self.arrays]
+            base = channel.remote_base(source)
+            self._addresses = [base + i * spec.padded_nbytes for i in range(ctx.slots)]
+        self.tensors = [spec.owned(as_tensor(array)) for array in self.arrays]
+
+    def _slot_address(self, slot: int) -> int:
+        return int(self._addresses[slot])
 
     def _fetch(self, slot: int, cycle: int) -> Any:
         self.channel.sync()
@@ -97,7 +105,7 @@ class ShmChannel(Channel):
         from tcoupled.runtime.mpienv import init_mpi
 
         MPI = init_mpi()
-        size = 0 if (spec is None or self.gpu) else spec.nbytes * ctx.slots
+        size = 0 if (spec is None or self.gpu) else spec.padded_nbytes * ctx.slots
         itemsize = np.dtype(spec.dtype).itemsize if spec is not None else 1
         self.win = MPI.Win.Allocate_shared(size, itemsize, comm=ctx.node_comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)
@@ -110,8 +118,16 @@ class ShmChannel(Channel):
         """NumPy views of this rank's slots in the window."""
         return self._views(self.ctx.node_comm.Get_rank(), self.spec)
 
+    def remote_base(self, source: int) -> int:
+        """Address, in this process, of the window part of world rank ``source``."""
+        buffer, _ = self.win.Shared_query(self._node_rank(source))
+        return address(np.frombuffer(buffer, dtype=np.uint8, count=1))
+
     def remote_slots(self, source: int, spec: SlotSpec) -> list[np.ndarray]:
-        """NumPy views of the slots of world rank ``source`` (on this node)."""
+        """NumPy views of the (padded) slots of world rank ``source`` (on this node)."""
+        return self._views(self._node_rank(source), spec)
+
+    def _node_rank(self, source: int) -> int:
         world_group = self.ctx.world.Get_group()
         node_group = self.ctx.node_comm.Get_group()
         node_rank = world_group.Translate_ranks([source], node_group)[0]
@@ -119,13 +135,13 @@ class ShmChannel(Channel):
         node_group.Free()
         if node_rank < 0:
             raise TcoupledError(f"shm channel: sim rank {source} is not on this node")
-        return self._views(node_rank, spec)
+        return node_rank
 
     def _views(self, node_rank: int, spec: SlotSpec) -> list[np.ndarray]:
         buffer, _ = self.win.Shared_query(node_rank)
-        flat = np.frombuffer(buffer, dtype=spec.dtype, count=spec.nbytes * self.ctx.slots
-                             // np.dtype(spec.dtype).itemsize)
-        return list(flat.reshape(self.ctx.slots, *spec.shape))
+        flat = np.frombuffer(buffer, dtype=spec.dtype,
+                             count=spec.padded_nbytes * self.ctx.slots // spec.itemsize)
+        return list(flat.reshape(self.ctx.slots, *spec.padded_shape))
 
     def sender(self, feeds: tuple[int, ...]) -> ShmSender:
         """Sender writing into this rank's window slots."""
