@@ -1,12 +1,13 @@
-"""Two-rank driver of ``bench channels``: handoff cost of shm, mpi and file, and MPI ping-pong.
+"""Two-rank driver of ``bench channels``: end-to-end handoffs of shm, mpi and file, and ping-pong.
 
 Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
 --staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
-time-division cycle of the channel protocol with a one-field float32 slot:
-``acquire`` + ``publish`` on rank 0, ``receive`` + ``release`` on rank 1, until rank 0
-has the release back -- write and read, as a user's staging would do. The MPI
-library's own ping-pong (``Send``/``Recv`` there and back, plain NumPy buffers) runs
-in the same job. Rank 0 prints ``RESULT {json}``.
+time-division cycle of the channel protocol with a one-field float32 slot: rank 0
+``acquire``s, writes the whole field and ``publish``es; rank 1 ``receive``s, reads all
+of it (a checked sum) and ``release``s; the handoff ends when rank 0 has the release
+back. Both sides wait with backoff, as in ``couple``. The MPI library's own ping-pong
+(``Send``/``Recv`` there and back, plain NumPy buffers) runs in the same job for
+reference. Rank 0 prints ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -27,41 +28,44 @@ WARMUP = 2
 
 def repeats_for(nbytes: int, min_time: float, bytes_per_s: float = 1e9,
                 most: int = 200) -> int:
-    """Timed repeats that last about ``min_time`` at ``bytes_per_s`` (3 to ``most``).
+    """Timed repeats that last about ``min_time`` at ``bytes_per_s`` (5 to ``most``).
 
     Fixed from the size alone, so both ranks agree without a message (the ``mpi``
     receiver pre-posts its receives and must know the count up front).
     """
     estimate = 3e-5 + nbytes / bytes_per_s
-    return int(min(most, max(3, min_time / estimate)))
+    return int(min(most, max(5, min_time / estimate)))
 
 
 def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
     """Run ``cycles`` handoffs; rank 0 returns the seconds of each one."""
+    from tcoupled.bench.channels import read, write
+
     times = []
-    for _ in range(cycles):
+    for i in range(cycles):
         if rank == 0:
             start = time.perf_counter()
-            endpoint.acquire()
+            write(endpoint.acquire(), i)
             endpoint.publish()
             endpoint.wait_released()
             times.append(time.perf_counter() - start)
         else:
-            endpoint.receive()
+            read(endpoint.receive(), float(1 + i % 7))
             endpoint.release()
     return times
 
 
 def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
                     min_time: float) -> dict | None:
-    """Median seconds per handoff of an ``n x n`` field through channel ``name``."""
+    """Row of channel ``name``: handoffs of an ``n x n`` field, median and spread."""
+    from tcoupled.bench.channels import row
     from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     rank = world.Get_rank()
     spec = SlotSpec(1, (n, n), DTYPE)
     ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging)
     channel = open_channel(name, ctx, spec if rank == 0 else None)
-    speed = 2e8 if name == "file" else 2e9
+    speed = 2e8 if name == "file" else 1e9  # write + hand over + read
     total = WARMUP + repeats_for(spec.nbytes, min_time, speed)
     endpoint = channel.sender((1,)) if rank == 0 else channel.receiver(0, spec, total)
     times = _handoff_loop(rank, endpoint, total)[WARMUP:]
@@ -71,9 +75,7 @@ def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
     channel.close()
     if rank != 0:
         return None
-    return {"channel": name, "n": n, "bytes": spec.nbytes,
-            "seconds": statistics.median(times), "best_seconds": min(times),
-            "repeats": len(times), "bytes_copied_per_handoff": sum(copied) / total}
+    return row(name, n, times, sum(copied) / total)
 
 
 def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
@@ -112,6 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     world = MPI.COMM_WORLD
     if world.Get_size() != 2:
         raise SystemExit(f"channels_driver needs 2 ranks, got {world.Get_size()}")
+    import torch
+
+    from tcoupled.runtime.cores import node_load
+
+    torch.set_num_threads(1)
+    node = node_load(world)
     node_comm = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
     rows, pings = [], []
     for n in args.sizes:
@@ -121,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                                         args.min_time))
     node_comm.Free()
     if world.Get_rank() == 0:
-        print_result({"rows": rows, "ping_pong": pings, "library": MPI.Get_library_version()
-                      .splitlines()[0].strip()})
+        print_result({"rows": rows, "ping_pong": pings, "node": node,
+                      "library": MPI.Get_library_version().splitlines()[0].strip()})
 
 
 if __name__ == "__main__":

@@ -41,9 +41,13 @@ def wait_for_message(comm: Any, source: int, tag: int, status: Any) -> None:
         delay = min(BACKOFF * delay, POLL_S)
 
 
-def _backoff(done: Any) -> None:
-    """Call ``done()`` with yields, then growing sleeps, until it returns true."""
-    spin_until = time.perf_counter() + SPIN_S
+def _backoff(done: Any, sleep: bool = True) -> None:
+    """Call ``done()`` with yields, then growing sleeps, until it returns true.
+
+    ``sleep=False`` only yields: for a transfer already under way, whose progress
+    needs this rank's MPI calls, the core goes to whoever else is runnable only.
+    """
+    spin_until = time.perf_counter() + (SPIN_S if sleep else float("inf"))
     while time.perf_counter() < spin_until:
         if done():
             return
@@ -60,14 +64,15 @@ def recv_polling(comm: Any, source: int, tag: int) -> Any:
     return comm.recv(source=source, tag=tag)
 
 
-def wait_polling(requests: Any) -> None:
+def wait_polling(requests: Any, sleep: bool = True) -> None:
     """Complete every request (``Test`` with backoff), leaving the core to others meanwhile.
 
     Works with the request objects of both mpi4py APIs (``Test``/``test``).
+    ``sleep=False`` for data already announced (see :func:`_backoff`).
     """
     for request in requests:
         test = getattr(request, "Test", None) or request.test
-        _backoff(lambda test=test: bool(_done(test())))
+        _backoff(lambda test=test: bool(_done(test())), sleep)
 
 
 def _done(result: Any) -> bool:

@@ -99,7 +99,7 @@ class MpiReceiver(Receiver):
                                                  tag=DATA_TAG + slot)
 
     def _fetch(self, slot: int, cycle: int) -> Any:
-        wait_polling([self._recvs[slot]])
+        wait_polling([self._recvs[slot]], sleep=False)  # announced: the data is on its way
         self._recvs[slot] = None
         tensor = as_tensor(self.buffers[slot])
         if self.upload:
