@@ -98,17 +98,27 @@ class UnitCosts:
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
-    """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows."""
+    """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows.
+
+    A row timed end to end (``handoff_us`` with ``touch_us``) counts what the channel
+    adds to the write and read: ``handoff_us - touch_us``.
+    """
     fitted = dict(DEFAULT_HANDOFF)
     for name in DEFAULT_HANDOFF:
-        pts = sorted((r["bytes"], r["seconds"]) for r in channels["rows"]
-                     if r["method"] == name)
+        pts = sorted((r["bytes"], _channel_seconds(r)) for r in channels["rows"]
+                     if r.get("channel", r.get("method")) == name)
         if len(pts) < 2:
             continue
         (b0, t0), (b1, t1) = pts[0], pts[-1]
         slope = 0.0 if name in ("inproc", "shm") else max(0.0, (t1 - t0) / (b1 - b0))
         fitted[name] = HandoffCost(max(0.0, t0 - b0 * slope), slope)
     return fitted
+
+
+def _channel_seconds(row: dict) -> float:
+    if "handoff_us" in row:
+        return max(0.0, row["handoff_us"] - row["touch_us"]) * 1e-6
+    return row["seconds"]
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
