@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.runtime.errors import TcoupledError
+from tcoupled.runtime.waiting import wait_polling
 
 #: exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it)
 STOP_EXIT = 143
@@ -70,7 +71,7 @@ class StopVote:
         """After cycle ``done``: whether every rank stops now (never after the last cycle)."""
         stop = False
         if self.request is not None:
-            self.request.Wait()
+            wait_polling([self.request])  # a partner's previous cycle: no spinning
             self.request = None
             stop = bool(self.agreed[0]) and not last
         if not stop and not last:
@@ -81,6 +82,6 @@ class StopVote:
     def close(self) -> None:
         """Free the vote's communicator (after the last cycle)."""
         if self.request is not None:
-            self.request.Wait()
+            wait_polling([self.request])  # a partner's previous cycle: no spinning
             self.request = None
         self.comm.Free()
