@@ -25,11 +25,11 @@ def _config(dtype: str = "float64") -> WaveConfig:
                       dtype=dtype)
 
 
-def _reference(dtype: str) -> list[np.ndarray]:
+def _reference(dtype: str, steps: int = STEPS) -> list[np.ndarray]:
     """The fields of today's solver (its own two buffers), one per step."""
     with WaveSolver(_config(dtype), init_mpi().COMM_SELF) as solver:
         fields = [solver.field.copy()]
-        for _ in range(CYCLES * STEPS + 1):
+        for _ in range(CYCLES * steps + 1):
             solver.step()
             fields.append(solver.field.copy())
     return fields
@@ -42,21 +42,22 @@ def _inproc(spec: SlotSpec):
     return ctx, sender, channel.receiver(0, spec, CYCLES)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_solver_steps_into_the_slot_bitwise_and_in_place(dtype):
-    reference = _reference(dtype)
+@pytest.mark.parametrize("dtype, steps", [("float64", STEPS), ("float32", STEPS),
+                                          ("float64", 1)])
+def test_solver_steps_into_the_slot_bitwise_and_in_place(dtype, steps):
+    reference = _reference(dtype, steps)
     with WaveSolver(_config(dtype), init_mpi().COMM_SELF) as solver:
-        spec = SlotSpec(STEPS + 1, solver.local_shape, dtype, pad=1)
+        spec = SlotSpec(steps + 1, solver.local_shape, dtype, pad=1)
         ctx, sender, receiver = _inproc(spec)
         for cycle in range(CYCLES):
             slot = sender.acquire()
-            written = fill_slot(solver, slot, STEPS, ctx.timer, sender.ledger)
-            assert address(solver.u) == address(slot[STEPS])   # the level lives in the slot
+            written = fill_slot(solver, slot, steps, ctx.timer, sender.ledger)
+            assert address(solver.u) == address(slot[steps])   # the level lives in the slot
             sender.publish(written)
             tensor = receiver.receive()
             assert not tensor.is_contiguous()                  # a view of the padded frames
             assert tensor.data_ptr() == address(slot) + spec.interior_offset
-            expected = np.stack(reference[cycle * STEPS:(cycle + 1) * STEPS + 1])
+            expected = np.stack(reference[cycle * steps:(cycle + 1) * steps + 1])
             assert np.array_equal(tensor.numpy(), expected)   # bitwise
             receiver.release()
         solver.take_levels_home()                              # slots may be freed now
