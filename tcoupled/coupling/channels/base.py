@@ -153,9 +153,10 @@ class Sender:
         cycle = self.published
         with self.ctx.timer.phase("idle"):
             self._wait_released(cycle - self.ctx.slots + 1)
-        if cycle >= self.ctx.slots:
-            self._reuse(cycle % self.ctx.slots, cycle - self.ctx.slots)
-        return self._slot(cycle % self.ctx.slots)
+        with self.ctx.timer.phase("handoff"):
+            if cycle >= self.ctx.slots:
+                self._reuse(cycle % self.ctx.slots, cycle - self.ctx.slots)
+            return self._slot(cycle % self.ctx.slots)
 
     @property
     def bytes_copied(self) -> int:
