@@ -99,7 +99,7 @@ def plot_time(out: Path, summary: dict) -> Path | None:
     for index, phase in enumerate(phases):
         values = np.array([breakdown[r].get(phase, 0.0) for r in roles])
         order, kind = _phase_kind(phase)
-        ax.bar(roles, values, bottom=bottom, label=f"{kind}: {phase}",
+        ax.bar(roles, values, bottom=bottom, label=phase if order == 3 else f"{kind}: {phase}",
                color=plt.cm.tab20(index % 20), hatch="//" if order == 2 else None)
         bottom += values
     ax.set_title("time per role (mean over the role's ranks)")
@@ -112,7 +112,7 @@ def plot_time(out: Path, summary: dict) -> Path | None:
 
 
 def _phase_kind(phase: str) -> tuple[int, str]:
-    """Where a phase belongs: compute, coupling (the layer's own work), waiting, other."""
+    """Where a phase of a sim/train rank belongs: compute, coupling, waiting, or neither (3)."""
     from tcoupled.coupling.outputs import COUPLING, SOLVING, TRAINING, WAITING
 
     if phase in SOLVING + TRAINING:
