@@ -120,3 +120,20 @@ def test_digest_reads_in_place_and_is_off_unless_asked():
     off = DigestLog(PhaseTimer(), ledger, enabled=False)
     off.add(0, 0, view)
     assert off.entries == [] and "digest" not in off.timer.totals
+
+
+def test_a_slot_may_carry_two_levels():
+    reference = _reference("float64")
+    with WaveSolver(_config(), init_mpi().COMM_SELF) as solver:
+        spec = SlotSpec(STEPS + 2, solver.local_shape, "float64", pad=1)
+        ctx, sender, receiver = _inproc(spec)
+        for cycle in range(CYCLES):
+            sender.publish(fill_slot(solver, sender.acquire(), STEPS, ctx.timer, sender.ledger))
+            tensor = receiver.receive().numpy()
+            first = cycle * STEPS
+            assert np.array_equal(tensor[1:], np.stack(reference[first:first + STEPS + 1]))
+            assert np.array_equal(tensor[0], reference[max(first - 1, 0)])
+            receiver.release()
+    frame = int(np.prod(solver.local_shape)) * 8
+    assert sender.in_place and receiver.verified
+    assert ctx.ledger.as_dict() == {"carry": 2 * CYCLES * frame}

@@ -53,24 +53,31 @@ def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer,
               ledger: CopyLedger | None = None) -> list[int]:
     """Step the solver through the padded frames of ``slot``; return the frames' addresses.
 
-    Frame 0 carries ``u^n`` over: its owned block is copied from the solver's current
-    level (wherever it lives: the previous slot's last frame, or the solver's own buffer
-    in the first cycle) -- one frame per cycle, counted in ``ledger`` as ``carry`` and
-    timed as ``carry``. No uniform-stride tensor can start at the last frame of the
-    previous slot and still fit a bounded ring, so this one frame is the price of a
-    slot that is one tensor. Then the leapfrog writes ``u^{n+1}`` straight into frame
-    ``i + 1`` from frames ``i`` and ``i - 1`` (the first step of a cycle reads
-    ``u^{n-1}`` where it is, in the previous slot): pairs ``(slot[i], slot[i + 1])``
-    are the training samples, and not one of those frames is copied. The addresses
-    returned are where the solver's current level was after each frame was written;
-    :meth:`Sender.publish` checks them against the slot.
+    The first ``carried = len(slot) - steps`` frames (1: ``u^n``; 2: ``u^{n-1}, u^n``)
+    carry the levels the cycle starts from: their owned blocks are copied from where
+    the solver holds them (the previous slot's last frames, or the solver's own
+    buffers in the first cycle), counted in ``ledger`` as ``carry`` and timed as
+    ``carry``. No uniform-stride tensor can start at the last frame of the previous
+    slot and still fit a bounded ring of slots, so these frames are the price of a
+    slot that is one tensor. Then the leapfrog writes ``u^{n+1}`` straight into
+    frame ``i + 1`` from frames ``i`` and ``i - 1`` (with one carried frame, the first
+    step reads ``u^{n-1}`` where it is, in the previous slot): pairs of consecutive
+    frames are the training samples, and not one of the stepped frames is copied.
+    The addresses returned are where the solver's current level was after each
+    frame was written; :meth:`Sender.publish` checks them against the slot.
     """
     ledger = ledger if ledger is not None else CopyLedger()
+    carried = len(slot) - steps
+    if carried not in (1, 2):
+        raise ValueError(f"fill_slot: a slot of {len(slot)} frames for {steps} steps "
+                         f"carries 1 or 2 levels, not {carried}")
     with timer.phase("carry"):
-        ledger.copy(solver.owned(slot[0]), solver.field, "carry")
-        solver.rebind(slot[0])
-    written = [address(solver.u)]
-    for i in range(1, steps + 1):
+        if carried == 2:
+            ledger.copy(solver.owned(slot[0]), solver.owned(solver.previous_level), "carry")
+        ledger.copy(solver.owned(slot[carried - 1]), solver.field, "carry")
+        solver.rebind(slot[carried - 1], slot[0] if carried == 2 else None)
+    written = [address(frame) for frame in slot[:carried - 1]] + [address(solver.u)]
+    for i in range(carried, carried + steps):
         solver.step_into(slot[i])
         written.append(address(solver.u))
     return written

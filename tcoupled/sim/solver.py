@@ -216,14 +216,22 @@ class WaveSolver:
         """View of the owned block of a padded frame (no halo)."""
         return frame[self._owned]
 
-    def rebind(self, current: Any) -> None:
-        """Make the padded frame ``current`` the level ``u``; its owned block must hold ``u^n``.
+    @property
+    def previous_level(self) -> Any:
+        """The padded array of ``u^{n-1}`` (``u^0`` itself before the first step)."""
+        return self.u_prev if self.steps_done else self.u
 
-        ``u_prev`` stays where it is; halos are refilled by the next step.
+    def rebind(self, current: Any, previous: Any = None) -> None:
+        """Make the padded frame ``current`` the level ``u`` (and ``previous`` ``u_prev``).
+
+        Their owned blocks must already hold ``u^n`` (and ``u^{n-1}``); halos are
+        refilled by the next step.
         """
-        if current is self.u_prev:
+        if previous is None and current is self.u_prev:
             raise ValueError("rebind: the current level cannot be u_prev's memory")
         self.u = current
+        if previous is not None:
+            self.u_prev = previous
 
     def take_levels_home(self) -> None:
         """Copy ``u`` and ``u_prev`` back into the solver's own buffers (after a coupled run).
