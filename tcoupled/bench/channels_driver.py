@@ -26,15 +26,9 @@ DTYPE = "float32"
 WARMUP = 2
 
 
-def repeats_for(nbytes: int, min_time: float, bytes_per_s: float = 1e9,
-                most: int = 200) -> int:
-    """Timed repeats that last about ``min_time`` at ``bytes_per_s`` (5 to ``most``).
-
-    Fixed from the size alone, so both ranks agree without a message (the ``mpi``
-    receiver pre-posts its receives and must know the count up front).
-    """
-    estimate = 3e-5 + nbytes / bytes_per_s
-    return int(min(most, max(5, min_time / estimate)))
+def repeats_for(calibration: list[float], min_time: float, most: int = 20000) -> int:
+    """Timed repeats lasting about ``min_time`` at the median of ``calibration`` (5 to ``most``)."""
+    return int(min(most, max(5, min_time / max(statistics.median(calibration), 1e-9))))
 
 
 def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
@@ -55,34 +49,45 @@ def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
     return times
 
 
-def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
-                    min_time: float) -> dict | None:
-    """Row of channel ``name``: handoffs of an ``n x n`` field, median and spread."""
-    from tcoupled.bench.channels import row
+def _handoffs(world: Any, node_comm: Any, name: str, n: int, staging: str,
+              total: int) -> tuple[list[float], float]:
+    """Open channel ``name``, run ``total`` handoffs, close it; rank 0 gets (times, copied)."""
     from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     rank = world.Get_rank()
     spec = SlotSpec(1, (n, n), DTYPE)
     ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging)
     channel = open_channel(name, ctx, spec if rank == 0 else None)
-    speed = 2e8 if name == "file" else 1e9  # write + hand over + read
-    total = WARMUP + repeats_for(spec.nbytes, min_time, speed)
     endpoint = channel.sender((1,)) if rank == 0 else channel.receiver(0, spec, total)
     times = _handoff_loop(rank, endpoint, total)[WARMUP:]
     endpoint.close()
     copied = world.gather(endpoint.bytes_copied, root=0)
     world.Barrier()
     channel.close()
-    if rank != 0:
-        return None
-    return row(name, n, times, sum(copied) / total)
+    return times, (sum(copied) / total if rank == 0 else 0.0)
+
+
+def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
+                    min_time: float) -> dict | None:
+    """Row of channel ``name``: handoffs of an ``n x n`` field, median and spread.
+
+    Five handoffs calibrate how many make ``min_time``; rank 0 tells rank 1 (the
+    ``mpi`` receiver must know the count up front), then those are timed.
+    """
+    from tcoupled.bench.channels import row
+
+    calibration, _ = _handoffs(world, node_comm, name, n, staging, WARMUP + 5)
+    count = world.bcast(repeats_for(calibration, min_time) if world.Get_rank() == 0
+                        else None, root=0)
+    times, copied = _handoffs(world, node_comm, name, n, staging, WARMUP + count)
+    return row(name, n, times, copied) if world.Get_rank() == 0 else None
 
 
 def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
     """Best one-way time and bandwidth of the MPI library's ping-pong on ``n x n`` float32."""
     rank = world.Get_rank()
     buffer = np.zeros((n, n), dtype=DTYPE)
-    total = WARMUP + repeats_for(2 * buffer.nbytes, min_time, 2e9)
+    total = WARMUP + min(2000, max(5, int(min_time / (3e-5 + 2 * buffer.nbytes / 2e9))))
     times = []
     for _ in range(total):
         start = time.perf_counter()
