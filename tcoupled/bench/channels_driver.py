@@ -1,11 +1,12 @@
-"""Two-rank driver of ``bench channels``: end-to-end handoffs of shm, mpi and file, and ping-pong.
+"""Two-rank driver of ``bench channels``: shm, mpi and file end to end, touch, ping-pong.
 
 Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
 --staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
 time-division cycle of the channel protocol with a one-field float32 slot: rank 0
 ``acquire``s, writes the whole field and ``publish``es; rank 1 ``receive``s, reads all
 of it (a checked sum) and ``release``s; the handoff ends when rank 0 has the release
-back. Both sides wait with backoff, as in ``couple``. The MPI library's own ping-pong
+back. Both sides wait with backoff, as in ``couple``. ``touch`` (the same write and
+read with no channel) is timed on rank 0, the producer's process. The MPI library's own ping-pong
 (``Send``/``Recv`` there and back, plain NumPy buffers) runs in the same job for
 reference. Rank 0 prints ``RESULT {json}``.
 """
@@ -83,6 +84,16 @@ def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
     return row(name, n, times, copied) if world.Get_rank() == 0 else None
 
 
+def touch_on_rank0(world: Any, n: int, min_time: float) -> dict | None:
+    """The ``touch`` row, timed in the producer's process; rank 1 waits with backoff."""
+    from tcoupled.bench.channels import touch
+    from tcoupled.runtime.waiting import bcast_polling
+
+    result = touch(n, min_time) if world.Get_rank() == 0 else None
+    bcast_polling(world, None, root=0)
+    return result
+
+
 def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
     """Best one-way time and bandwidth of the MPI library's ping-pong on ``n x n`` float32."""
     rank = world.Get_rank()
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, pings = [], []
     for n in args.sizes:
         pings.append(ping_pong(world, n, args.min_time))
+        rows.append(touch_on_rank0(world, n, args.min_time))
         for name in CHANNELS:
             rows.append(channel_handoff(world, node_comm, name, n, args.staging,
                                         args.min_time))
