@@ -10,6 +10,7 @@ import torch
 
 from tcoupled.coupling.channels import ChannelContext, SlotSpec, channel_class
 from tcoupled.coupling.channels.copies import CopyLedger, address
+from tcoupled.coupling.channels.ring import RingSlots
 from tcoupled.coupling.schedule import DigestLog, fill_slot
 from tcoupled.runtime.mpienv import init_mpi
 from tcoupled.runtime.telemetry import PhaseTimer
@@ -42,16 +43,20 @@ def _inproc(spec: SlotSpec):
     return ctx, sender, channel.receiver(0, spec, CYCLES)
 
 
-@pytest.mark.parametrize("dtype, steps", [("float64", STEPS), ("float32", STEPS),
-                                          ("float64", 1)])
-def test_solver_steps_into_the_slot_bitwise_and_in_place(dtype, steps):
+@pytest.mark.parametrize("dtype, steps, ring", [("float64", STEPS, True),
+                                                ("float32", STEPS, True),
+                                                ("float64", 1, True), ("float64", STEPS, False)])
+def test_solver_steps_into_the_slot_bitwise_and_in_place(dtype, steps, ring, monkeypatch):
+    if not ring:                                    # separate slots: u^n carried by a copy
+        monkeypatch.setattr(RingSlots, "usable", staticmethod(lambda spec, xp: False))
     reference = _reference(dtype, steps)
     with WaveSolver(_config(dtype), init_mpi().COMM_SELF) as solver:
         spec = SlotSpec(steps + 1, solver.local_shape, dtype, pad=1)
         ctx, sender, receiver = _inproc(spec)
         for cycle in range(CYCLES):
             slot = sender.acquire()
-            written = fill_slot(solver, slot, steps, ctx.timer, sender.ledger)
+            written = fill_slot(solver, slot, steps, ctx.timer, sender.ledger,
+                                sender.same_memory)
             assert address(solver.u) == address(slot[steps])   # the level lives in the slot
             sender.publish(written)
             tensor = receiver.receive()
@@ -66,7 +71,9 @@ def test_solver_steps_into_the_slot_bitwise_and_in_place(dtype, steps):
         assert np.array_equal(solver.field, reference[-1])
     frame = int(np.prod(solver.local_shape)) * np.dtype(dtype).itemsize
     assert sender.in_place and receiver.verified
-    assert ctx.ledger.as_dict() == {"carry": CYCLES * frame}  # one carried frame a cycle
+    assert (sender.ring is not None) == ring
+    # a ring window starts at the frame the last one ended with; separate slots copy it
+    assert ctx.ledger.as_dict() == ({} if ring else {"carry": (CYCLES - 1) * frame})
     assert receiver.bytes_copied == 0
 
 
@@ -125,15 +132,15 @@ def test_digest_reads_in_place_and_is_off_unless_asked():
 def test_a_slot_may_carry_two_levels():
     reference = _reference("float64")
     with WaveSolver(_config(), init_mpi().COMM_SELF) as solver:
-        spec = SlotSpec(STEPS + 2, solver.local_shape, "float64", pad=1)
+        spec = SlotSpec(STEPS + 2, solver.local_shape, "float64", pad=1, carried=2)
         ctx, sender, receiver = _inproc(spec)
         for cycle in range(CYCLES):
-            sender.publish(fill_slot(solver, sender.acquire(), STEPS, ctx.timer, sender.ledger))
+            sender.publish(fill_slot(solver, sender.acquire(), STEPS, ctx.timer, sender.ledger,
+                                     sender.same_memory))
             tensor = receiver.receive().numpy()
             first = cycle * STEPS
             assert np.array_equal(tensor[1:], np.stack(reference[first:first + STEPS + 1]))
             assert np.array_equal(tensor[0], reference[max(first - 1, 0)])
             receiver.release()
-    frame = int(np.prod(solver.local_shape)) * 8
-    assert sender.in_place and receiver.verified
-    assert ctx.ledger.as_dict() == {"carry": 2 * CYCLES * frame}
+    assert sender.in_place and receiver.verified and sender.ring is not None
+    assert ctx.ledger.as_dict() == {}

@@ -54,7 +54,7 @@ class CoupledRank:
             self.solver = WaveSolver(self.config.wave, self.layout.role_comm,
                                      check_every=self.config.check_every)
             spec = SlotSpec(self.config.sim_steps + 1, tuple(self.solver.local_shape),
-                            self.config.wave.dtype, pad=1)  # the solver steps in the slot
+                            self.config.wave.dtype, pad=1, carried=1)  # the solver steps in it
         self.specs = self.world.allgather(spec)
         xp_name = self.world.bcast(self.solver.xp.__name__ if self.solver else None, root=0)
         self.xp = __import__(xp_name)

@@ -50,31 +50,37 @@ def _no_hook(done: int) -> None:
 
 
 def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer,
-              ledger: CopyLedger | None = None) -> list[int]:
+              ledger: CopyLedger | None = None,
+              same_memory: Callable[[Any, Any], bool] | None = None) -> list[int]:
     """Step the solver through the padded frames of ``slot``; return the frames' addresses.
 
     The first ``carried = len(slot) - steps`` frames (1: ``u^n``; 2: ``u^{n-1}, u^n``)
-    carry the levels the cycle starts from: their owned blocks are copied from where
-    the solver holds them (the previous slot's last frames, or the solver's own
-    buffers in the first cycle), counted in ``ledger`` as ``carry`` and timed as
-    ``carry``. No uniform-stride tensor can start at the last frame of the previous
-    slot and still fit a bounded ring of slots, so these frames are the price of a
-    slot that is one tensor. Then the leapfrog writes ``u^{n+1}`` straight into
-    frame ``i + 1`` from frames ``i`` and ``i - 1`` (with one carried frame, the first
-    step reads ``u^{n-1}`` where it is, in the previous slot): pairs of consecutive
-    frames are the training samples, and not one of the stepped frames is copied.
-    The addresses returned are where the solver's current level was after each
-    frame was written; :meth:`Sender.publish` checks them against the slot.
+    hold the levels the cycle starts from. Where a slot is a window of a ring
+    (:mod:`..channels.ring`) they are the previous window's last frames already
+    (``same_memory`` says so) and nothing moves; before the first step the solver
+    generates ``u^0`` in them. Otherwise (separate slots, or a resumed run's restored
+    levels) their owned blocks are copied from where the solver holds them, counted in
+    ``ledger`` as ``carry``. Either way this is timed as ``carry``. Then the leapfrog
+    writes ``u^{n+1}`` straight into frame ``i + 1`` from frames ``i`` and ``i - 1``:
+    pairs of consecutive frames are the training samples, and not one of the stepped
+    frames is copied. The addresses returned are where the solver's current level was
+    after each frame was written; :meth:`Sender.publish` checks them against the slot.
     """
     ledger = ledger if ledger is not None else CopyLedger()
+    same_memory = same_memory or (lambda a, b: address(a) == address(b))
     carried = len(slot) - steps
     if carried not in (1, 2):
         raise ValueError(f"fill_slot: a slot of {len(slot)} frames for {steps} steps "
                          f"carries 1 or 2 levels, not {carried}")
     with timer.phase("carry"):
-        if carried == 2:
-            ledger.copy(solver.owned(slot[0]), solver.owned(solver.previous_level), "carry")
-        ledger.copy(solver.owned(slot[carried - 1]), solver.field, "carry")
+        levels = [solver.previous_level, solver.u][2 - carried:]
+        for frame, level in zip(slot[:carried], levels, strict=True):
+            if same_memory(frame, level):
+                continue
+            if solver.steps_done == 0:
+                solver.start_in(frame)
+            else:
+                ledger.copy(solver.owned(frame), solver.owned(level), "carry")
         solver.rebind(slot[carried - 1], slot[0] if carried == 2 else None)
     written = [address(frame) for frame in slot[:carried - 1]] + [address(solver.u)]
     for i in range(carried, carried + steps):
@@ -88,7 +94,8 @@ def run_sim_cycles(solver: Any, sender: Any, schedule: Schedule, timer: PhaseTim
     """Run the sim rank's side: produce the slots, staggered or concurrent."""
     for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
-        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger)
+        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger,
+                            sender.same_memory)
         sender.publish(written)
         if schedule.division == "time":
             sender.wait_released()
@@ -166,7 +173,8 @@ def run_inproc_cycles(solver: Any, sender: Any, receiver: Any, schedule: Schedul
     """Sim and train in one process, taking turns (time division, ``inproc``)."""
     for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
-        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger)
+        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger,
+                            sender.same_memory)
         sender.publish(written)
         tensor = receiver.receive()
         log.add(cycle, sim_index, tensor)

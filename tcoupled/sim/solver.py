@@ -216,6 +216,17 @@ class WaveSolver:
         """View of the owned block of a padded frame (no halo)."""
         return frame[self._owned]
 
+    def start_in(self, frame: Any) -> None:
+        """Write ``u^0`` into the owned block of ``frame`` (before the first step).
+
+        The initial condition is generated there, as the constructor does, so a
+        channel's memory can hold the first level without a copy.
+        """
+        if self.steps_done:
+            raise ValueError(f"start_in: the solver is at step {self.steps_done}, not 0")
+        u0 = initial_field(self.config, self.block.offset, self.block.local_shape)
+        frame[self._owned] = self.xp.asarray(u0.astype(self.config.dtype))
+
     @property
     def previous_level(self) -> Any:
         """The padded array of ``u^{n-1}`` (``u^0`` itself before the first step)."""

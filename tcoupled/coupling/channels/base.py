@@ -49,13 +49,15 @@ class SlotSpec:
     """Shape and dtype of one slot: ``frames`` consecutive local fields.
 
     ``pad`` is the halo width around each frame in memory: the solver steps in the
-    padded frames, receivers get the owned blocks (:attr:`shape`).
+    padded frames, receivers get the owned blocks (:attr:`shape`). ``carried`` is how
+    many frames a slot shares with the previous one (the levels a cycle starts from).
     """
 
     frames: int
     local_shape: tuple[int, int]
     dtype: str
     pad: int = 0
+    carried: int = 1
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -156,7 +158,7 @@ class Sender:
         with self.ctx.timer.phase("handoff"):
             if cycle >= self.ctx.slots:
                 self._reuse(cycle % self.ctx.slots, cycle - self.ctx.slots)
-            return self._slot(cycle % self.ctx.slots)
+            return self._window(cycle)
 
     @property
     def bytes_copied(self) -> int:
@@ -173,10 +175,10 @@ class Sender:
         cycle = self.published
         slot = cycle % self.ctx.slots
         with self.ctx.timer.phase("handoff"):
-            frames = self._slot(slot)
+            frames = self._window(cycle)
             start = address(frames)
             if written is not None:
-                step = self.spec.padded_nbytes // self.spec.frames
+                step = frames.strides[0]
                 self.in_place &= written == [start + i * step for i in range(len(written))]
             offset = self.offsets[slot] = (written[0] if written else start) - start
             self._publish(slot, cycle)
@@ -209,6 +211,14 @@ class Sender:
 
     def _slot(self, slot: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _window(self, cycle: int) -> Any:
+        """The (padded) frames of ``cycle``: its slot, or its window of a ring."""
+        return self._slot(cycle % self.ctx.slots)
+
+    def same_memory(self, a: Any, b: Any) -> bool:
+        """Whether arrays ``a`` and ``b`` start at the same bytes (a ring maps them twice)."""
+        return address(a) == address(b)
 
     def _publish(self, slot: int, cycle: int) -> None:
         """Channel-specific part of ``publish`` (send bytes, write a file ...)."""
@@ -248,7 +258,7 @@ class Receiver:
             slot = cycle % self.ctx.slots
             tensor = self._fetch(slot, cycle)
             if self.zero_copy:
-                expected = self._slot_address(slot) + offset + self.spec.interior_offset
+                expected = self._slot_address(slot, cycle) + offset + self.spec.interior_offset
                 self.verified &= tensor.data_ptr() == expected
         self.received += 1
         self._holding = True
@@ -277,8 +287,8 @@ class Receiver:
     def _wait_ready(self, cycle: int) -> tuple[int, int]:
         return recv_polling(self.ctx.world, self.source, READY_TAG)
 
-    def _slot_address(self, slot: int) -> int:
-        """Address, in this process, of the sender's slot ``slot`` (zero-copy channels)."""
+    def _slot_address(self, slot: int, cycle: int) -> int:
+        """Address, in this process, of the sender's frames of ``cycle`` (zero-copy channels)."""
         raise NotImplementedError
 
     def _fetch(self, slot: int, cycle: int) -> Any:  # pragma: no cover - abstract

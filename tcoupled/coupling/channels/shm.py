@@ -6,10 +6,16 @@ train ranks view them through ``Shared_query`` -- a NumPy view of the same
 physical memory, turned into a tensor through DLPack. GPU: the slots are
 device arrays exported once through CUDA IPC (``ipcGetMemHandle``) and opened
 by the receivers (``ipcOpenMemHandle``). Either way nothing is copied.
+
+Host frames with a halo (the solver steps in them, ``couple``) are windows of a
+:class:`~tcoupled.coupling.channels.ring.FrameRing` instead: a node-local file the
+sim rank creates (mode 0600), every receiver maps, and the sim rank then unlinks, so
+a cycle starts from the frames the previous one ended with, without a copy.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -17,9 +23,12 @@ import numpy as np
 from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
 from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import CudaArrayView, as_tensor, synchronize
+from tcoupled.coupling.channels.ring import RingSlots, open_shared_ring, shared_ring_file
 from tcoupled.runtime.errors import TcoupledError
+from tcoupled.runtime.waiting import recv_polling
 
 IPC_TAG = 7103
+RING_TAG = 7104
 
 
 def uses_cuda_ipc(xp: Any) -> bool:
@@ -35,7 +44,11 @@ class ShmSender(Sender):
     def __init__(self, ctx: ChannelContext, feeds: tuple[int, ...], spec: SlotSpec,
                  channel: ShmChannel) -> None:
         super().__init__(ctx, feeds, spec)
-        if channel.gpu:
+        self.ring: RingSlots | None = None
+        self.buffers: list[Any] = []
+        if channel.ring:
+            self.ring = self._share_ring(ctx, spec)
+        elif channel.gpu:
             self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
             runtime = ctx.xp.cuda.runtime
             handles = [runtime.ipcGetMemHandle(buf.data.ptr) for buf in self.buffers]
@@ -45,12 +58,37 @@ class ShmSender(Sender):
             self.buffers = list(channel.local_slots())
         self.channel = channel
 
+    def _share_ring(self, ctx: ChannelContext, spec: SlotSpec) -> RingSlots:
+        """Create the ring in a node-local file, let every receiver map it, then unlink it."""
+        path = shared_ring_file()
+        ring = RingSlots(open_shared_ring(spec, RingSlots.count(spec, ctx.slots), path, True),
+                         spec)
+        try:
+            for feed in self.feeds:
+                self._requests.append(ctx.world.isend(path, dest=feed, tag=RING_TAG))
+            for feed in self.feeds:
+                recv_polling(ctx.world, feed, RING_TAG)  # mapped there
+        finally:
+            os.unlink(path)
+        return ring
+
     def _slot(self, slot: int) -> Any:
         return self.buffers[slot]
+
+    def _window(self, cycle: int) -> Any:
+        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
+
+    def same_memory(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` start at the same bytes (of the ring, either mapping)."""
+        return self.ring.same(a, b) if self.ring else super().same_memory(a, b)
 
     def _publish(self, slot: int, cycle: int) -> None:
         synchronize(self.ctx.xp)
         self.channel.sync()
+
+    def _free(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
 
 
 class ShmReceiver(Receiver):
@@ -62,6 +100,14 @@ class ShmReceiver(Receiver):
                  channel: ShmChannel) -> None:
         super().__init__(ctx, source, spec, cycles)
         self.channel = channel
+        self.ring: RingSlots | None = None
+        self.arrays, self.tensors = [], []
+        if RingSlots.usable(spec, ctx.xp):
+            path = recv_polling(ctx.world, source, RING_TAG)
+            self.ring = RingSlots(open_shared_ring(spec, RingSlots.count(spec, ctx.slots),
+                                                   path, False), spec)
+            self._requests.append(ctx.world.isend(True, dest=source, tag=RING_TAG))
+            return
         if channel.gpu:
             runtime = ctx.xp.cuda.runtime
             handles = ctx.world.recv(source=source, tag=IPC_TAG)
@@ -75,15 +121,21 @@ class ShmReceiver(Receiver):
             self._addresses = [base + i * spec.padded_nbytes for i in range(ctx.slots)]
         self.tensors = [spec.owned(as_tensor(array)) for array in self.arrays]
 
-    def _slot_address(self, slot: int) -> int:
+    def _slot_address(self, slot: int, cycle: int) -> int:
+        if self.ring is not None:
+            return address(self.ring.window(cycle))
         return int(self._addresses[slot])
 
     def _fetch(self, slot: int, cycle: int) -> Any:
         self.channel.sync()
+        if self.ring is not None:
+            return self.spec.owned(as_tensor(self.ring.window(cycle)))
         return self.tensors[slot]
 
     def _free(self) -> None:
-        if self.channel.gpu:
+        if self.ring is not None:
+            self.ring.close()
+        elif self.channel.gpu:
             runtime = self.ctx.xp.cuda.runtime
             for pointer in self._pointers:
                 runtime.ipcCloseMemHandle(pointer)
@@ -102,10 +154,11 @@ class ShmChannel(Channel):
         if ctx.node_comm is None:
             raise TcoupledError("shm channel needs the node communicator")
         self.gpu = uses_cuda_ipc(ctx.xp)
+        self.ring = spec is not None and RingSlots.usable(spec, ctx.xp)  # this rank sends
         from tcoupled.runtime.mpienv import init_mpi
 
         MPI = init_mpi()
-        size = 0 if (spec is None or self.gpu) else spec.padded_nbytes * ctx.slots
+        size = 0 if (spec is None or self.gpu or self.ring) else spec.padded_nbytes * ctx.slots
         itemsize = np.dtype(spec.dtype).itemsize if spec is not None else 1
         self.win = MPI.Win.Allocate_shared(size, itemsize, comm=ctx.node_comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)
