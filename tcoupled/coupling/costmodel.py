@@ -165,23 +165,25 @@ def fan_out(workload: Workload) -> tuple[int, int, int]:
 def time_sim_cycle(wave: Any, local_shape: tuple[int, int], steps: int,
                    repeats: int = 3) -> float:
     """Best seconds of ``steps`` solver steps into a slot (and its carried frame) on one block."""
-    import numpy as np
-
     from tcoupled.coupling.schedule import fill_slot
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.sim.solver import WaveSolver
 
     block = replace(wave, grid=tuple(local_shape))
-    slots = [np.zeros((steps + 1, *(n + 2 for n in local_shape)), dtype=wave.dtype)
-             for _ in range(2)]                 # the solver steps in them, as in couple
     best = math.inf
     with WaveSolver(block, init_mpi().COMM_SELF) as solver:
+        slots = [slot_like(solver, steps) for _ in range(2)]  # stepped in, as in couple
         for repeat in range(repeats + 1):       # the first one warms up
             start = time.perf_counter()
             fill_slot(solver, slots[repeat % 2], steps, PhaseTimer())
             best = min(best, time.perf_counter() - start)
     return best
+
+
+def slot_like(solver: Any, steps: int) -> Any:
+    """A slot of ``steps + 1`` padded frames in the memory the solver's fields live in."""
+    return solver.backend.zeros((steps + 1, *solver.block.padded_shape), solver.config.dtype)
 
 
 def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sources: int,
