@@ -50,6 +50,7 @@ def shm_zero_copy() -> None:
         view = channel.remote_slots(0, SPEC)[0]
         check(tensor.data_ptr() == view.__array_interface__["data"][0],
               "tensor does not point into the shared window")
+        check(receiver.verified, "run-time address check failed on a zero-copy slot")
         tensor[1, 2, 3] = -1.0
         receiver.release()
         world.recv(source=0)
@@ -146,7 +147,23 @@ def staged_sender() -> None:
     world.Barrier()
 
 
+def polling_collectives() -> None:
+    """gather/bcast that wait with backoff deliver what the blocking ones would."""
+    from tcoupled.runtime.cores import node_load
+    from tcoupled.runtime.waiting import bcast_polling, gather_polling
+
+    if rank == 1:
+        time.sleep(0.05)                            # rank 0 waits, polling
+    gathered = gather_polling(world, {"rank": rank}, root=0)
+    check(gathered == ([{"rank": 0}, {"rank": 1}] if rank == 0 else None), "gather_polling")
+    check(bcast_polling(world, "go" if rank == 0 else None, root=0) == "go", "bcast_polling")
+    load = node_load(world)
+    check(load["node_ranks"] == 2 and load["cores"] >= 1, f"node_load {load}")
+    check(load["oversubscribed"] == (load["cores"] < 2), f"node_load {load}")
+
+
 if __name__ == "__main__":
+    polling_collectives()
     shm_zero_copy()
     nbytes = SPEC.nbytes * CYCLES
     for name, expected in (("shm", 0), ("mpi", nbytes), ("file", 2 * nbytes)):

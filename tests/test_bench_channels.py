@@ -19,20 +19,29 @@ def _redis_processes(folder):
 @pytest.mark.system  # the Redis row runs when redis-server is there
 def test_bench_channels_quick(tmp_path):
     proc = check(tcoupled("bench", "channels", "--quick", "--out", str(tmp_path), timeout=200))
-    assert "us per handoff" in proc.stdout and "of ping-pong" in proc.stdout
+    assert "us per handoff" in proc.stdout and "handoff / touch" in proc.stdout
     results = json.loads((tmp_path / "bench.json").read_text())["channels"]
-    methods = {r["method"] for r in results["rows"]}
-    assert {"inproc", "shm", "mpi", "file", "np.save"} <= methods
+    channels = {r["channel"] for r in results["rows"]}
+    assert {"touch", "inproc", "shm", "mpi", "file", "np.save"} <= channels
     if results["redis_skipped"] is None:
-        assert "redis" in methods
+        assert "redis" in channels
+    assert set(results["labels"]) >= channels
     for row in results["rows"]:
-        assert row["seconds"] > 0 and row["bytes"] == row["n"] ** 2 * 4, row
-        if row["method"] in ("inproc", "shm"):
-            assert row["bytes_copied_per_handoff"] == 0, row
+        assert {"channel", "n", "dtype", "handoff_us", "touch_us", "bytes_copied"} <= set(row)
+        assert row["dtype"] == "float32" and row["bytes"] == row["n"] ** 2 * 4, row
+        assert row["handoff_us"] > 0 and row["touch_us"] > 0 and row["repeats"] >= 5, row
+        assert row["p10_us"] <= row["handoff_us"] <= row["p90_us"], row
+        if row["channel"] in ("touch", "inproc", "shm"):
+            assert row["bytes_copied"] == 0, row
         else:
-            assert row["bytes_copied_per_handoff"] >= row["bytes"], row
+            assert row["bytes_copied"] >= row["bytes"], row
+    head = results["headline"]
+    assert head["n"] == results["sizes"][-1] == 256
+    large = {r["channel"]: r for r in results["rows"] if r["n"] == 256}
+    assert head["shm_over_touch"] == large["shm"]["handoff_us"] / large["touch"]["handoff_us"]
+    assert head["mpi_over_touch"] > 0
+    assert isinstance(results["oversubscribed"], bool)
     assert [p["n"] for p in results["ping_pong"]] == results["sizes"]
-    assert results["headline"]["mpi_fraction_of_ping_pong"] > 0
     assert (tmp_path / "bench_channels.png").stat().st_size > 10_000
     assert not (tmp_path / "channels_scratch").exists()
     assert _redis_processes(tmp_path) == []

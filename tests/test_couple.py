@@ -13,10 +13,12 @@ from mpitools import check, tcoupled
 
 GLOO = {"GLOO_SOCKET_IFNAME": "lo"}
 BASE = ("--grid", "33", "33", "--init", "gaussian", "--seed", "3", "--cycles", "3",
-        "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet")
+        "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet", "--verify")
 REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handoffs",
             "handoff_bytes_copied", "data_digest", "members", "rollout_rel_l2",
-            "time_breakdown", "coupling_overhead", "wall_s"}
+            "time_breakdown", "coupling_overhead", "wall_s", "handoff_copies",
+            "zero_copy_verified", "coupling_overhead_by_role", "idle_fraction",
+            "rank_utilization", "oversubscribed"}
 
 #: name -> (ranks, extra flags); one launch each
 RUNS = {
@@ -51,8 +53,13 @@ pytestmark = pytest.mark.timeout(400)
 def test_summary_carries_the_required_keys(summaries):
     for name, summary in summaries.items():
         assert REQUIRED <= set(summary), name
-        assert 0 <= summary["coupling_overhead"] < 1
-        assert summary["wall_s"] > 0
+        assert summary["coupling_overhead"] > 0 and summary["wall_s"] > 0
+        roles = {"sim", "train"}
+        for key in ("coupling_overhead_by_role", "idle_fraction", "rank_utilization"):
+            assert set(summary[key]) == roles, (name, key)
+        for role in roles:
+            busy = summary["idle_fraction"][role] + summary["rank_utilization"][role]
+            assert 0 < busy <= 1 + 1e-9, (name, role)
 
 
 @pytest.mark.mpi
@@ -68,14 +75,25 @@ def test_every_channel_and_division_delivers_the_same_data(summaries):
 
 @pytest.mark.mpi
 def test_handoffs_and_copies_counted_by_channel(summaries):
-    for summary in summaries.values():
+    frame_bytes = 33 * 33 * 8        # one 33x33 float64 field
+    slot_bytes = 7 * frame_bytes     # (sim steps + 1) frames
+    for name, summary in summaries.items():
         assert summary["handoffs"] == (summary["cycles"] * summary["sim_ranks"]
                                        * summary["ensemble"])
-        if summary["channel"] in ("inproc", "shm"):
-            assert summary["handoff_bytes_copied"] == 0
-    slot_bytes = 7 * 33 * 33 * 8     # (sim steps + 1) frames of the 33x33 float64 field
-    assert summaries["space-mpi-2"]["handoff_bytes_copied"] == 3 * slot_bytes
-    assert summaries["space-file-2"]["handoff_bytes_copied"] == 2 * 3 * slot_bytes
+        copies = summary["handoff_copies"]
+        assert summary["handoff_bytes_copied"] == sum(copies.values())
+        zero_copy = summary["channel"] in ("inproc", "shm")
+        assert summary["zero_copy_verified"] is zero_copy, name
+        if zero_copy:                # ring windows: not one byte between step and tensor
+            assert copies == {} and summary["handoff_bytes_copied"] == 0, name
+        else:                        # separate slots: u^n carried into cycles 2 and 3
+            assert copies["carry"] == 2 * frame_bytes, name
+            moved = sum(v for k, v in copies.items() if k != "carry")
+            assert moved >= slot_bytes * summary["handoffs"] // summary["sim_ranks"], name
+    assert summaries["space-mpi-2"]["handoff_copies"] == {"carry": 2 * frame_bytes,
+                                                          "mpi": 3 * slot_bytes}
+    assert summaries["space-file-2"]["handoff_copies"] == {
+        "carry": 2 * frame_bytes, "file write": 3 * slot_bytes, "file read": 3 * slot_bytes}
 
 
 @pytest.mark.mpi

@@ -25,7 +25,7 @@ BUDGET = 12
 FLAGS = ("--grid", "33", "33", "--init", "gaussian", "--seed", "5", "--cycles", "10",
          "--sim-steps", "6", "--train-iters", "20", "--rollout", "3", "--sim-ranks", "1",
          "--train-ranks", "1", "--farm-ranks", "2", "--farm-budget", str(BUDGET),
-         "--farm-initial", "2", "--checkpoint-every", "2")
+         "--farm-initial", "2", "--checkpoint-every", "2", "--verify")
 PLOTS = ("fields.png", "training_loss.png", "rollout_error.png", "time_breakdown.png",
          "best_ie_vs_simulations.png")
 

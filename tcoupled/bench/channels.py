@@ -1,39 +1,89 @@
-"""Channels benchmark: handoff cost per field against size, against today's staging.
+"""Channels benchmark: one field from the producer's write to the consumer's read, end to end.
 
-Every row is one float32 ``n x n`` field handed from the producer to the consumer
-(write + read) in one run:
+Every timed handoff is a whole transfer of one float32 ``n x n`` field: the producer
+writes all of it (``fill``, a value that changes every handoff), hands it over, and the
+consumer reads all of it (a sum over the received tensor, checked against the value
+written). ``touch`` is the same write and read in one process with no channel in
+between, timed in the same run: ``handoff_us / touch_us`` is what the channel adds.
 
-* ``inproc`` (DLPack view, same process) and the ``np.save``/``np.load`` file per sample
-  (the ALCF exercise's file-system staging) and a private local ``redis-server`` through
-  ``redis-py`` (the in-memory store, SmartSim-style), timed in this process;
-* ``shm``, ``mpi`` and ``file`` (the channel protocol, READY/RELEASE messages included)
-  and the MPI library's own ping-pong, timed in one two-rank launch of
-  :mod:`tcoupled.bench.channels_driver`.
+* ``inproc`` (DLPack view, same process), ``np.save`` (``np.save``/``np.load``, one file
+  per sample, in the page cache of a local disk -- not a parallel file system) and
+  ``redis`` (redis-py ``SET``/``GET`` to a private local ``redis-server``), timed here;
+* ``touch`` (on the producer's rank), ``shm``, ``mpi`` and ``file`` (the channel
+  protocol, READY/RELEASE messages included) and the MPI library's ping-pong, timed in
+  one two-rank launch of :mod:`tcoupled.bench.channels_driver`.
 
-Times are the best of the repeats (the machine is shared, and the best is the one the
-noise did not inflate). Zero-copy channels must stay flat in size; ``mpi`` is compared
-with the ping-pong bandwidth measured in the same launch.
+Each row is the median of at least 5 handoffs lasting ``min_time`` together, with the
+10th-90th percentile spread; ``bytes_copied`` is what the ledger (or the client) counted.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tcoupled.bench.timing import best_time
+from tcoupled.bench.timing import time_each
 
 NAME = "channels"
 DRIVER = "tcoupled.bench.channels_driver"
 DTYPE = "float32"
-METHODS = ("inproc", "shm", "mpi", "file", "np.save", "redis")
+CHANNELS = ("touch", "inproc", "shm", "mpi", "file", "np.save", "redis")
+LABELS = {"touch": "write + read in one process, no channel",
+          "inproc": "DLPack view in the same process",
+          "shm": "MPI shared-memory window, read in place by another rank",
+          "mpi": "MPI Isend/Irecv to another rank", "file": "HDF5 file per cycle (page cache)",
+          "np.save": "np.save/np.load, one file per sample (page cache, not a parallel FS)",
+          "redis": "redis-py SET/GET to a private local redis-server"}
 
 
-def inproc_handoff(n: int, min_time: float) -> dict:
-    """Best seconds of one ``inproc`` handoff (acquire, publish, receive, release)."""
+def write(array: np.ndarray, i: int) -> float:
+    """The producer's write of the whole field; returns the value written."""
+    value = float(1 + i % 7)
+    array.fill(value)
+    return value
+
+
+def read(tensor: Any, value: float) -> None:
+    """The consumer's read of the whole field (a sum at memory speed), checked.
+
+    The sum runs in the field's own dtype: torch's float64-accumulating sum of float32
+    is several times slower than the memory and would hide what a channel adds.
+    """
+    import torch
+
+    tensor = torch.as_tensor(tensor)
+    total = float(tensor.sum())
+    if abs(total - value * tensor.numel()) > 1e-3 * value * tensor.numel():
+        raise RuntimeError(f"channels bench: read {total}, wrote {value} everywhere")
+
+
+def row(channel: str, n: int, times: list[float], copied: float) -> dict:
+    """One row: median and spread of the handoff times, bytes copied per handoff."""
+    ordered = sorted(times)
+    return {"channel": channel, "n": n, "dtype": DTYPE,
+            "bytes": n * n * np.dtype(DTYPE).itemsize,
+            "handoff_us": statistics.median(times) * 1e6,
+            "p10_us": ordered[len(ordered) // 10] * 1e6,
+            "p90_us": ordered[(9 * len(ordered)) // 10] * 1e6,
+            "repeats": len(times), "bytes_copied": copied}
+
+
+def touch(n: int, min_time: float) -> dict:
+    """Write and read the field in one process: the floor of any handoff."""
+    import torch
+
+    field = np.empty((n, n), dtype=DTYPE)
+    tensor = torch.from_numpy(field)
+    return row("touch", n, time_each(lambda i: read(tensor, write(field, i)), min_time), 0)
+
+
+def inproc(n: int, min_time: float) -> dict:
+    """``inproc`` channel: write into the slot, publish, receive the view, read, release."""
     from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     spec = SlotSpec(1, (n, n), DTYPE)
@@ -41,169 +91,158 @@ def inproc_handoff(n: int, min_time: float) -> dict:
     sender = channel.sender(())
     receiver = channel.receiver(0, spec, 0)
 
-    def handoff() -> None:
-        sender.acquire()
+    def handoff(i: int) -> None:
+        value = write(sender.acquire(), i)
         sender.publish()
-        receiver.receive()
+        read(receiver.receive(), value)
         receiver.release()
 
-    seconds = best_time(handoff, min_time)
-    copied = (sender.bytes_copied + receiver.bytes_copied) / max(sender.published, 1)
-    return _row("inproc", n, seconds, copied)
+    times = time_each(handoff, min_time)
+    copied = (sender.bytes_copied + receiver.bytes_copied) / sender.published
+    return row("inproc", n, times, copied)
 
 
-def npsave_handoff(n: int, folder: Path, min_time: float) -> dict:
-    """Best seconds of ``np.save`` of a field to its own file and ``np.load`` back."""
-    field = np.random.default_rng(0).standard_normal((n, n)).astype(DTYPE)
+def npsave(n: int, folder: Path, min_time: float) -> dict:
+    """``np.save`` of the field to its own file, ``np.load`` back, read."""
+    field = np.empty((n, n), dtype=DTYPE)
     path = folder / f"sample_{n}.npy"
 
-    def handoff() -> None:
+    def handoff(i: int) -> None:
+        value = write(field, i)
         np.save(path, field)
-        np.load(path)
+        read(np.load(path), value)
         path.unlink()
 
-    return _row("np.save", n, best_time(handoff, min_time), 2 * field.nbytes)
+    return row("np.save", n, time_each(handoff, min_time), 2 * field.nbytes)
 
 
-def redis_handoff(client: Any, n: int, min_time: float) -> dict:
-    """Best seconds of ``SET`` of a field's bytes and ``GET`` back into an array."""
-    field = np.random.default_rng(0).standard_normal((n, n)).astype(DTYPE)
+def redis(client: Any, n: int, min_time: float) -> dict:
+    """redis-py ``SET`` of the field's bytes, ``GET`` back into an array, read."""
+    field = np.empty((n, n), dtype=DTYPE)
 
-    def handoff() -> None:
+    def handoff(i: int) -> None:
+        value = write(field, i)
         client.set("field", field.tobytes())
-        np.frombuffer(client.get("field"), dtype=DTYPE).reshape(n, n)
+        read(np.frombuffer(client.get("field"), dtype=DTYPE).reshape(n, n), value)
 
-    seconds = best_time(handoff, min_time)
+    times = time_each(handoff, min_time)
     client.delete("field")
-    return _row("redis", n, seconds, 2 * field.nbytes)
-
-
-def _row(method: str, n: int, seconds: float, copied: float) -> dict:
-    return {"method": method, "n": n, "bytes": n * n * np.dtype(DTYPE).itemsize,
-            "seconds": seconds, "bytes_copied_per_handoff": copied}
+    return row("redis", n, times, 2 * field.nbytes)  # tobytes + GET's bytes (client side)
 
 
 def in_process_rows(sizes: list[int], out: Path, min_time: float) -> tuple[list, str | None]:
-    """``inproc``, ``np.save`` and Redis rows; the reason Redis was skipped, if it was."""
+    """``inproc``, ``np.save`` and Redis rows; why Redis was skipped, if it was."""
+    import torch
+
     from tcoupled.bench import redis_server
 
+    torch.set_num_threads(1)
     folder = out / "channels_scratch"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in sizes:
-        rows.append(inproc_handoff(n, min_time))
-        rows.append(npsave_handoff(n, folder, min_time))
+        rows += [inproc(n, min_time), npsave(n, folder, min_time)]
     skipped = redis_server.missing()
     if skipped is None:
         try:
             with redis_server.redis_server(folder / "redis") as client:
-                rows.extend(redis_handoff(client, n, min_time) for n in sizes)
+                rows.extend(redis(client, n, min_time) for n in sizes)
         except OSError as error:
             skipped = str(error)
     return rows, skipped
 
 
-def mpi_rows(sizes: list[int], out: Path, min_time: float) -> tuple[list, list, str]:
-    """Rows of the two-rank launch (shm, mpi, file) and its ping-pong."""
+def mpi_rows(sizes: list[int], out: Path, min_time: float) -> dict:
+    """Rows of the two-rank launch (touch, shm, mpi, file), its ping-pong and node load."""
     from tcoupled.bench.launch import run_driver
 
     staging = out / "channels_scratch" / "staging"
     staging.mkdir(parents=True, exist_ok=True)
-    result = run_driver(DRIVER, 2, "--sizes", *map(str, sizes), "--staging", str(staging),
-                        "--min-time", str(min_time), timeout=600)
-    rows = [{"method": r["channel"], "n": r["n"], "bytes": r["bytes"],
-             "seconds": r["best_seconds"], "median_seconds": r["seconds"],
-             "bytes_copied_per_handoff": r["bytes_copied_per_handoff"]}
-            for r in result["rows"]]
-    return rows, result["ping_pong"], result["library"]
+    return run_driver(DRIVER, 2, "--sizes", *map(str, sizes), "--staging", str(staging),
+                      "--min-time", str(min_time), timeout=600)
 
 
 def run(options: dict) -> dict:
     """Run the channels benchmark; ``options['quick']`` keeps two small sizes."""
     quick = options.get("quick", False)
     sizes = [64, 256] if quick else [64, 256, 1024, 2048, 4096]
-    min_time = 0.05 if quick else 0.3
+    min_time = 0.05 if quick else 1.0
     out = Path(options.get("out", "."))
     try:
         local, redis_skipped = in_process_rows(sizes, out, min_time)
-        remote, pings, library = mpi_rows(sizes, out, min_time)
+        remote = mpi_rows(sizes, out, min_time)
     finally:
         shutil.rmtree(out / "channels_scratch", ignore_errors=True)
-    rows = sorted(local + remote, key=lambda r: (METHODS.index(r["method"]), r["n"]))
-    for row in rows:
-        row["us"] = row["seconds"] * 1e6
-        row["GBps"] = row["bytes"] / row["seconds"] / 1e9
-    results = {"sizes": sizes, "dtype": DTYPE, "rows": rows, "ping_pong": pings,
-               "mpi_library": library, "redis_skipped": redis_skipped}
+    rows = sorted(local + remote["rows"], key=lambda r: (CHANNELS.index(r["channel"]), r["n"]))
+    touch_us = {r["n"]: r["handoff_us"] for r in rows if r["channel"] == "touch"}
+    for item in rows:
+        item["touch_us"] = touch_us[item["n"]]
+    results = {"sizes": sizes, "dtype": DTYPE, "rows": rows, "labels": LABELS,
+               "ping_pong": remote["ping_pong"], "mpi_library": remote["library"],
+               "redis_skipped": redis_skipped, "node": remote["node"],
+               "oversubscribed": remote["node"]["oversubscribed"]}
     results["headline"] = headline(results)
     return results
 
 
-def _by(rows: list[dict], method: str) -> dict[int, dict]:
-    return {r["n"]: r for r in rows if r["method"] == method}
+def _at(rows: list[dict], channel: str, n: int) -> dict | None:
+    return next((r for r in rows if r["channel"] == channel and r["n"] == n), None)
 
 
 def headline(results: dict) -> dict:
-    """Flatness of zero-copy channels, mpi against ping-pong, and staging ratios."""
-    rows, small, large = results["rows"], results["sizes"][0], results["sizes"][-1]
-    head: dict[str, Any] = {"small_n": small, "large_n": large}
-    for method in ("inproc", "shm"):
-        by = _by(rows, method)
-        head[f"{method}_large_over_small"] = by[large]["seconds"] / by[small]["seconds"]
-    ping = {p["n"]: p for p in results["ping_pong"]}[large]
-    mpi = _by(rows, "mpi")[large]
-    head["mpi_GBps"] = mpi["GBps"]
-    head["ping_pong_GBps"] = ping["GBps"]
-    head["mpi_fraction_of_ping_pong"] = mpi["GBps"] / ping["GBps"]
-    for reference in ("np.save", "redis"):
-        ref = _by(rows, reference).get(large)
-        if ref is None:
-            continue
-        for method in ("inproc", "shm", "mpi", "file"):
-            key = f"{reference}_over_{method}".replace(".", "")
-            head[key] = ref["seconds"] / _by(rows, method)[large]["seconds"]
+    """``<channel>_over_touch`` at the largest size (``shm`` and ``mpi`` first)."""
+    large = results["sizes"][-1]
+    head: dict[str, Any] = {"n": large, "dtype": DTYPE}
+    for channel in CHANNELS[1:]:
+        found = _at(results["rows"], channel, large)
+        if found is not None:
+            key = f"{channel.replace('.', '')}_over_touch"
+            head[key] = found["handoff_us"] / found["touch_us"]
     return head
 
 
 def table(results: dict) -> list[str]:
-    """Microseconds per handoff: one row per size, one column per method."""
-    methods = [m for m in METHODS if any(r["method"] == m for r in results["rows"])]
-    lines = ["us per handoff (float32 n x n, write + read); ping-pong = MPI one-way",
-             f"{'n':>6} " + " ".join(f"{m:>10}" for m in methods) + f" {'ping-pong':>10}"]
+    """Microseconds per handoff (median): one row per size, one column per channel."""
+    present = [c for c in CHANNELS if any(r["channel"] == c for r in results["rows"])]
+    lines = [f"us per handoff, median (float32 n x n; producer writes all, consumer reads "
+             f"all){' -- OVERSUBSCRIBED node' if results['oversubscribed'] else ''}",
+             f"{'n':>6} " + " ".join(f"{c:>10}" for c in present) + f" {'ping-pong':>10}"]
     pings = {p["n"]: p for p in results["ping_pong"]}
     for n in results["sizes"]:
-        cells = [_by(results["rows"], m).get(n) for m in methods]
-        lines.append(f"{n:>6} " + " ".join(f"{c['us']:>10,.0f}" if c else f"{'-':>10}"
+        cells = [_at(results["rows"], c, n) for c in present]
+        lines.append(f"{n:>6} " + " ".join(f"{c['handoff_us']:>10,.0f}" if c else f"{'-':>10}"
                                            for c in cells)
                      + f" {pings[n]['seconds'] * 1e6:>10,.0f}")
     head = results["headline"]
-    lines.append(f"mpi at {head['large_n']}^2: {head['mpi_GBps']:.2f} GB/s = "
-                 f"{head['mpi_fraction_of_ping_pong']:.0%} of ping-pong "
-                 f"({head['ping_pong_GBps']:.2f} GB/s, {results['mpi_library']})")
-    lines.append(f"inproc / shm cost at {head['large_n']}^2 over {head['small_n']}^2: "
-                 f"{head['inproc_large_over_small']:.2f} / {head['shm_large_over_small']:.2f}")
+    ratios = ", ".join(f"{k.removesuffix('_over_touch')} {v:.2f}"
+                       for k, v in head.items() if k.endswith("_over_touch"))
+    lines.append(f"handoff / touch at {head['n']}^2: {ratios}")
+    lines.append(f"MPI one-way ping-pong ({results['mpi_library']}), for reference")
     if results["redis_skipped"]:
         lines.append(f"redis skipped: {results['redis_skipped']}")
     return lines
 
 
 def plot(results: dict, path: Path) -> None:
-    """Seconds per handoff against field bytes, log-log, one line per method."""
+    """Microseconds per handoff against field bytes, log-log, one line per channel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in METHODS:
-        pts = sorted((r["bytes"], r["us"]) for r in results["rows"] if r["method"] == method)
+    for channel in CHANNELS:
+        pts = sorted((r["bytes"], r["handoff_us"]) for r in results["rows"]
+                     if r["channel"] == channel)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=method)
+            style = {"color": "k", "linewidth": 2} if channel == "touch" else {}
+            ax.plot(*zip(*pts), marker="o", label=channel, **style)
     pings = sorted((p["bytes"], p["seconds"] * 1e6) for p in results["ping_pong"])
-    ax.plot(*zip(*pings), "k--", label="MPI ping-pong (one way)")
+    ax.plot(*zip(*pings), "k--", label="MPI ping-pong (one way, no write/read)")
     ax.set(xscale="log", yscale="log", xlabel="field bytes (float32 n x n)",
-           ylabel="us per handoff", title="Handing one field from solver to trainer")
-    ticks = [r["bytes"] for r in results["rows"] if r["method"] == "inproc"]
+           ylabel="us per handoff (write + hand over + read)",
+           title="One field from the solver's write to the trainer's read")
+    ticks = sorted({r["bytes"] for r in results["rows"]})
     ax.set_xticks(ticks, [f"{int(math.sqrt(b / 4))}²" for b in ticks])
     ax.minorticks_off()
     ax.legend(fontsize=8)

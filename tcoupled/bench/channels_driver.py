@@ -1,12 +1,14 @@
-"""Two-rank driver of ``bench channels``: handoff cost of shm, mpi and file, and MPI ping-pong.
+"""Two-rank driver of ``bench channels``: shm, mpi and file end to end, touch, ping-pong.
 
 Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
 --staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
-time-division cycle of the channel protocol with a one-field float32 slot:
-``acquire`` + ``publish`` on rank 0, ``receive`` + ``release`` on rank 1, until rank 0
-has the release back -- write and read, as a user's staging would do. The MPI
-library's own ping-pong (``Send``/``Recv`` there and back, plain NumPy buffers) runs
-in the same job. Rank 0 prints ``RESULT {json}``.
+time-division cycle of the channel protocol with a one-field float32 slot: rank 0
+``acquire``s, writes the whole field and ``publish``es; rank 1 ``receive``s, reads all
+of it (a checked sum) and ``release``s; the handoff ends when rank 0 has the release
+back. Both sides wait with backoff, as in ``couple``. ``touch`` (the same write and
+read with no channel) is timed on rank 0, the producer's process. The MPI library's own ping-pong
+(``Send``/``Recv`` there and back, plain NumPy buffers) runs in the same job for
+reference. Rank 0 prints ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -25,62 +27,78 @@ DTYPE = "float32"
 WARMUP = 2
 
 
-def repeats_for(nbytes: int, min_time: float, bytes_per_s: float = 1e9,
-                most: int = 200) -> int:
-    """Timed repeats that last about ``min_time`` at ``bytes_per_s`` (3 to ``most``).
-
-    Fixed from the size alone, so both ranks agree without a message (the ``mpi``
-    receiver pre-posts its receives and must know the count up front).
-    """
-    estimate = 3e-5 + nbytes / bytes_per_s
-    return int(min(most, max(3, min_time / estimate)))
+def repeats_for(calibration: list[float], min_time: float, most: int = 20000) -> int:
+    """Timed repeats lasting about ``min_time`` at the median of ``calibration`` (5 to ``most``)."""
+    return int(min(most, max(5, min_time / max(statistics.median(calibration), 1e-9))))
 
 
 def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
     """Run ``cycles`` handoffs; rank 0 returns the seconds of each one."""
+    from tcoupled.bench.channels import read, write
+
     times = []
-    for _ in range(cycles):
+    for i in range(cycles):
         if rank == 0:
             start = time.perf_counter()
-            endpoint.acquire()
+            write(endpoint.acquire(), i)
             endpoint.publish()
             endpoint.wait_released()
             times.append(time.perf_counter() - start)
         else:
-            endpoint.receive()
+            read(endpoint.receive(), float(1 + i % 7))
             endpoint.release()
     return times
 
 
-def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
-                    min_time: float) -> dict | None:
-    """Median seconds per handoff of an ``n x n`` field through channel ``name``."""
+def _handoffs(world: Any, node_comm: Any, name: str, n: int, staging: str,
+              total: int) -> tuple[list[float], float]:
+    """Open channel ``name``, run ``total`` handoffs, close it; rank 0 gets (times, copied)."""
     from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
 
     rank = world.Get_rank()
     spec = SlotSpec(1, (n, n), DTYPE)
     ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging)
     channel = open_channel(name, ctx, spec if rank == 0 else None)
-    speed = 2e8 if name == "file" else 2e9
-    total = WARMUP + repeats_for(spec.nbytes, min_time, speed)
     endpoint = channel.sender((1,)) if rank == 0 else channel.receiver(0, spec, total)
     times = _handoff_loop(rank, endpoint, total)[WARMUP:]
     endpoint.close()
     copied = world.gather(endpoint.bytes_copied, root=0)
     world.Barrier()
     channel.close()
-    if rank != 0:
-        return None
-    return {"channel": name, "n": n, "bytes": spec.nbytes,
-            "seconds": statistics.median(times), "best_seconds": min(times),
-            "repeats": len(times), "bytes_copied_per_handoff": sum(copied) / total}
+    return times, (sum(copied) / total if rank == 0 else 0.0)
+
+
+def channel_handoff(world: Any, node_comm: Any, name: str, n: int, staging: str,
+                    min_time: float) -> dict | None:
+    """Row of channel ``name``: handoffs of an ``n x n`` field, median and spread.
+
+    Five handoffs calibrate how many make ``min_time``; rank 0 tells rank 1 (the
+    ``mpi`` receiver must know the count up front), then those are timed.
+    """
+    from tcoupled.bench.channels import row
+
+    calibration, _ = _handoffs(world, node_comm, name, n, staging, WARMUP + 5)
+    count = world.bcast(repeats_for(calibration, min_time) if world.Get_rank() == 0
+                        else None, root=0)
+    times, copied = _handoffs(world, node_comm, name, n, staging, WARMUP + count)
+    return row(name, n, times, copied) if world.Get_rank() == 0 else None
+
+
+def touch_on_rank0(world: Any, n: int, min_time: float) -> dict | None:
+    """The ``touch`` row, timed in the producer's process; rank 1 waits with backoff."""
+    from tcoupled.bench.channels import touch
+    from tcoupled.runtime.waiting import bcast_polling
+
+    result = touch(n, min_time) if world.Get_rank() == 0 else None
+    bcast_polling(world, None, root=0)
+    return result
 
 
 def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
     """Best one-way time and bandwidth of the MPI library's ping-pong on ``n x n`` float32."""
     rank = world.Get_rank()
     buffer = np.zeros((n, n), dtype=DTYPE)
-    total = WARMUP + repeats_for(2 * buffer.nbytes, min_time, 2e9)
+    total = WARMUP + min(2000, max(5, int(min_time / (3e-5 + 2 * buffer.nbytes / 2e9))))
     times = []
     for _ in range(total):
         start = time.perf_counter()
@@ -112,17 +130,24 @@ def main(argv: list[str] | None = None) -> None:
     world = MPI.COMM_WORLD
     if world.Get_size() != 2:
         raise SystemExit(f"channels_driver needs 2 ranks, got {world.Get_size()}")
+    import torch
+
+    from tcoupled.runtime.cores import node_load
+
+    torch.set_num_threads(1)
+    node = node_load(world)
     node_comm = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
     rows, pings = [], []
     for n in args.sizes:
         pings.append(ping_pong(world, n, args.min_time))
+        rows.append(touch_on_rank0(world, n, args.min_time))
         for name in CHANNELS:
             rows.append(channel_handoff(world, node_comm, name, n, args.staging,
                                         args.min_time))
     node_comm.Free()
     if world.Get_rank() == 0:
-        print_result({"rows": rows, "ping_pong": pings, "library": MPI.Get_library_version()
-                      .splitlines()[0].strip()})
+        print_result({"rows": rows, "ping_pong": pings, "node": node,
+                      "library": MPI.Get_library_version().splitlines()[0].strip()})
 
 
 if __name__ == "__main__":

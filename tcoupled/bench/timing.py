@@ -28,3 +28,21 @@ def best_time(fn: Callable[[], None], min_time: float = 0.2, repeats: int = 5) -
             fn()
         best = min(best, (time.perf_counter() - start) / calls)
     return best
+
+
+def time_each(fn: Callable[[int], None], min_time: float = 0.2, least: int = 5,
+              most: int = 1_000_000, warmup: int = 2) -> list[float]:
+    """Seconds of each call ``fn(i)``: at least ``least`` calls, until ``min_time`` has passed.
+
+    Every call is timed on its own (a handoff is one call), after ``warmup`` untimed ones.
+    """
+    for i in range(warmup):
+        fn(i)
+    times: list[float] = []
+    total = 0.0
+    while len(times) < most and (len(times) < least or total < min_time):
+        start = time.perf_counter()
+        fn(len(times) + warmup)
+        times.append(time.perf_counter() - start)
+        total += times[-1]
+    return times

@@ -46,6 +46,7 @@ class CoupleRun:
     dry_run: bool = False
     report: bool = True
     check_every: int = 50
+    verify: bool = False  # hash every received slot (data_digest)
 
 
 def check_positive(**values: int) -> None:

@@ -100,17 +100,27 @@ class UnitCosts:
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
-    """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows."""
+    """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows.
+
+    A row timed end to end (``handoff_us`` with ``touch_us``) counts what the channel
+    adds to the write and read: ``handoff_us - touch_us``.
+    """
     fitted = dict(DEFAULT_HANDOFF)
     for name in DEFAULT_HANDOFF:
-        pts = sorted((r["bytes"], r["seconds"]) for r in channels["rows"]
-                     if r["method"] == name)
+        pts = sorted((r["bytes"], _channel_seconds(r)) for r in channels["rows"]
+                     if r.get("channel", r.get("method")) == name)
         if len(pts) < 2:
             continue
         (b0, t0), (b1, t1) = pts[0], pts[-1]
         slope = 0.0 if name in ("inproc", "shm") else max(0.0, (t1 - t0) / (b1 - b0))
         fitted[name] = HandoffCost(max(0.0, t0 - b0 * slope), slope)
     return fitted
+
+
+def _channel_seconds(row: dict) -> float:
+    if "handoff_us" in row:
+        return max(0.0, row["handoff_us"] - row["touch_us"]) * 1e-6
+    return row["seconds"]
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
@@ -156,7 +166,7 @@ def fan_out(workload: Workload) -> tuple[int, int, int]:
 
 def time_sim_cycle(wave: Any, local_shape: tuple[int, int], steps: int,
                    repeats: int = 3) -> float:
-    """Best seconds of ``steps`` solver steps plus the slot copies on one block."""
+    """Best seconds of ``steps`` solver steps into a slot (and its carried frame) on one block."""
     from tcoupled.coupling.channels.device import synchronize
     from tcoupled.coupling.schedule import fill_slot
     from tcoupled.runtime.mpienv import init_mpi
@@ -166,21 +176,21 @@ def time_sim_cycle(wave: Any, local_shape: tuple[int, int], steps: int,
     block = replace(wave, grid=tuple(local_shape))
     best = math.inf
     with WaveSolver(block, init_mpi().COMM_SELF) as solver:
-        slot = slot_like(solver, steps)
-        for _ in range(repeats + 1):            # the first one warms up
+        slots = [slot_like(solver, steps) for _ in range(2)]  # stepped in, as in couple
+        for repeat in range(repeats + 1):       # the first one warms up
             start = time.perf_counter()
-            fill_slot(solver, slot, steps, PhaseTimer())
+            fill_slot(solver, slots[repeat % 2], steps, PhaseTimer())
             synchronize(solver.xp)              # device kernels return at launch
             best = min(best, time.perf_counter() - start)
     return best
 
 
 def slot_like(solver: Any, steps: int) -> Any:
-    """A slot of ``steps + 1`` fields in the memory the solver's fields live in.
+    """A slot of ``steps + 1`` padded frames in the memory the solver's fields live in.
 
     A CuPy field cannot be written into a NumPy slot: CuPy refuses the implicit conversion.
     """
-    return solver.backend.zeros((steps + 1, *solver.local_shape), solver.config.dtype)
+    return solver.backend.zeros((steps + 1, *solver.block.padded_shape), solver.config.dtype)
 
 
 def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sources: int,

@@ -1,7 +1,8 @@
 """The summary of a coupled run: every rank's record becomes ``summary.json`` and ``results.h5``.
 
-Runs on rank 0 after the roles have finished. Phase names that count as compute are
-defined here once (:data:`SOLVING`, :data:`TRAINING`).
+Runs on rank 0 after the roles have finished. The phase names of each kind of time are
+defined here once: compute (:data:`SOLVING`, :data:`TRAINING`), the coupling layer's
+own work (:data:`COUPLING`) and waiting for the other role (:data:`WAITING`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,57 @@ from tcoupled.coupling.schedule import combine_digests
 
 SOLVING = ("sim", "halo")
 TRAINING = ("train", "allreduce")
+#: acquire/publish/receive/release and staging (``handoff``), the carried frame, the digest
+COUPLING = ("handoff", "carry", "digest")
+#: waiting for the other role's compute (time division does it by design)
+WAITING = ("idle",)
+#: compute phases of each role
+COMPUTE = {"sim": SOLVING, "train": TRAINING}
+
+
+def _seconds(record: dict, names: tuple[str, ...]) -> float:
+    return sum(record["phases"].get(name, 0.0) for name in names)
+
+
+def _role_ranks(records: list[dict], role: str) -> list[dict]:
+    """Ranks doing ``role``'s compute (an in-process trainer is a sim rank that trains)."""
+    if role == "train":
+        return [r for r in records if r["trains"]]
+    return [r for r in records if r["role"] == "sim"]
+
+
+def coupling_costs(records: list[dict]) -> dict:
+    """``coupling_overhead`` and, per role, its overhead, ``idle_fraction`` and utilisation.
+
+    The overhead is time in the coupling layer (:data:`COUPLING`) over compute
+    (:data:`SOLVING` + :data:`TRAINING`), each role counted at its slowest rank (the
+    one with the most compute); a rank that is both roles (``inproc``) counts its
+    coupling time once. Per role: ``coupling_overhead_by_role`` (its slowest rank's
+    coupling time / its compute), and over the role's ranks the mean ``idle_fraction``
+    (:data:`WAITING` / wall) and ``rank_utilization`` (compute of every role it does / wall).
+    """
+    records = [r for r in records if r["role"] != "farm"]
+    by_role, idle, used, slowest = {}, {}, {}, {}
+    for role, names in COMPUTE.items():
+        ranks = _role_ranks(records, role)
+        if not ranks:
+            continue
+        slow = max(ranks, key=lambda r, names=names: _seconds(r, names))
+        slowest[role] = (slow, _seconds(slow, names))
+        by_role[role] = _ratio(_seconds(slow, COUPLING), slowest[role][1])
+        idle[role] = float(np.mean([_ratio(_seconds(r, WAITING), r["wall_s"]) for r in ranks]))
+        used[role] = float(np.mean([_ratio(_seconds(r, SOLVING + TRAINING), r["wall_s"])
+                                    for r in ranks]))
+    distinct = {id(slow): slow for slow, _ in slowest.values()}.values()
+    coupling = sum(_seconds(r, COUPLING) for r in distinct)
+    compute = sum(seconds for _, seconds in slowest.values())
+    return {"coupling_overhead": _ratio(coupling, compute),
+            "coupling_overhead_by_role": by_role, "idle_fraction": idle,
+            "rank_utilization": used}
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else 0.0
 
 
 def time_breakdown(records: list[dict]) -> dict:
@@ -31,14 +83,6 @@ def time_breakdown(records: list[dict]) -> dict:
         mean["other"] = max(0.0, mean["wall"] - sum(mean[n] for n in names))
         breakdown[role] = {"ranks": len(members), **mean}
     return breakdown
-
-
-def coupling_overhead(records: list[dict]) -> float:
-    """Fraction of the sim and train ranks' wall time spent neither solving nor training."""
-    records = [r for r in records if r["role"] != "farm"]
-    wall = sum(r["wall_s"] for r in records)
-    useful = sum(r["phases"].get(name, 0.0) for r in records for name in SOLVING + TRAINING)
-    return max(0.0, 1.0 - useful / wall) if wall > 0 else 0.0
 
 
 def _member_digests(records: list[dict]) -> dict[int, str]:
@@ -69,7 +113,11 @@ def build_summary(config: Any, records: list[dict], farm: dict | None = None) ->
     breakdown); ``farm`` is the farm role's own summary, ``None`` without farm ranks.
     """
     everyone, records = records, [r for r in records if r["role"] != "farm"]
-    digests = _member_digests(records)
+    digests = _member_digests(records) if config.verify else {0: None}
+    copies: dict[str, int] = {}
+    for record in records:
+        for kind, nbytes in record["copies"].items():
+            copies[kind] = copies.get(kind, 0) + nbytes
     handoffs = sum(r["handoffs"] for r in records)
     handoff_s = sum(r["phases"].get("handoff", 0.0) for r in records)
     leaders = sorted((r for r in records if r.get("leader")), key=lambda r: r["member"])
@@ -81,13 +129,16 @@ def build_summary(config: Any, records: list[dict], farm: dict | None = None) ->
         "grid": list(config.wave.grid), "dtype": config.wave.dtype,
         "handoffs": handoffs,
         "handoff_bytes_copied": int(sum(r["bytes_copied"] for r in records)),
+        "handoff_copies": copies,
+        "zero_copy_verified": all(r["zero_copy_verified"] for r in records),
         "handoff_s_per_handoff": handoff_s / handoffs if handoffs else 0.0,
         "samples_per_handoff": config.sim_steps,
         "data_digest": digests[0], "member_digests_agree": len(set(digests.values())) == 1,
         "members": _members(config, records),
         "rollout_rel_l2": [r["rollout_rel_l2"] for r in leaders],
         "time_breakdown": time_breakdown(everyone),
-        "coupling_overhead": coupling_overhead(records),
+        **coupling_costs(records),
+        "oversubscribed": any(r.get("oversubscribed", False) for r in everyone),
         "wall_s": max(r["wall_s"] for r in everyone),
         "farm_ranks": config.farm_ranks, "farm": farm,
         "resumed_from_cycle": config.resume_cycle,
@@ -143,6 +194,9 @@ def write_outputs(config: Any, records: list[dict], log: Any,
         log.info(f"  member {member['member']} (k={member['kernel_size']}): loss "
                  f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, rollout rel L2 "
                  f"{' '.join(f'{e:.3f}' for e in errors)}")
+    idle = ", ".join(f"{role} {value:.1%}" for role, value in summary["idle_fraction"].items())
     log.info(f"  wall {summary['wall_s']:.3f} s, coupling overhead "
-             f"{summary['coupling_overhead']:.1%}; results in {config.out}")
+             f"{summary['coupling_overhead']:.2%} of compute, idle {idle}"
+             f"{' (oversubscribed node)' if summary['oversubscribed'] else ''}; "
+             f"results in {config.out}")
     return summary

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.coupling.channels.copies import CopyLedger
 from tcoupled.coupling.schedule import (
     DigestLog,
     Schedule,
@@ -38,7 +39,8 @@ class CoupledRank:
         self.solver: Any = None
         self.trainer: Any = None
         self.endpoints: list[Any] = []
-        self.digests = DigestLog(self.timer)
+        self.ledger = CopyLedger()  # every copy of field data this rank makes
+        self.digests = DigestLog(self.timer, self.ledger, getattr(config, "verify", False))
 
     # -- set-up --------------------------------------------------------------------
     def _setup(self) -> Any:
@@ -52,13 +54,13 @@ class CoupledRank:
             self.solver = WaveSolver(self.config.wave, self.layout.role_comm,
                                      check_every=self.config.check_every)
             spec = SlotSpec(self.config.sim_steps + 1, tuple(self.solver.local_shape),
-                            self.config.wave.dtype)
+                            self.config.wave.dtype, pad=1, carried=1)  # the solver steps in it
         self.specs = self.world.allgather(spec)
         xp_name = self.world.bcast(self.solver.xp.__name__ if self.solver else None, root=0)
         self.xp = __import__(xp_name)
         ctx = ChannelContext(world=self.world, node_comm=self.layout.node_comm,
                              staging_dir=Path(self.config.out) / "staging", timer=self.timer,
-                             xp=self.xp)
+                             xp=self.xp, ledger=self.ledger)
         channel = open_channel(self.config.channel, ctx, spec)
         if self.trains:
             self.trainer = self._build_trainer()
@@ -237,10 +239,13 @@ class CoupledRank:
             for name, seconds in self.solver.timers.as_dict().items():
                 phases[name] = phases.get(name, 0.0) + seconds
         receivers = [e for e in self.endpoints if hasattr(e, "received")]
+        senders = [e for e in self.endpoints if hasattr(e, "in_place")]
+        in_place = all(s.in_place and s.zero_copy for s in senders)
         return {"rank": self.layout.info.rank, "role": self.layout.role,
                 "trains": self.trains, "member": self.member if self.trains else None,
                 "wall_s": wall, "phases": phases,
-                "bytes_copied": sum(e.bytes_copied for e in self.endpoints),
+                "bytes_copied": self.ledger.bytes, "copies": self.ledger.as_dict(),
+                "zero_copy_verified": in_place and all(r.verified for r in receivers),
                 "handoffs": sum(r.received for r in receivers),
                 "digests": self.digests.entries}
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tcoupled.coupling.channels.copies import CopyLedger, address
 from tcoupled.runtime.telemetry import PhaseTimer
 
 DIVISIONS = ("time", "space")
@@ -48,19 +49,44 @@ def _no_hook(done: int) -> None:
     """Default :data:`CycleHook`: nothing to do."""
 
 
-def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer) -> None:
-    """Write the current field and the fields of the next ``steps`` steps into ``slot``.
+def fill_slot(solver: Any, slot: Any, steps: int, timer: PhaseTimer,
+              ledger: CopyLedger | None = None,
+              same_memory: Callable[[Any, Any], bool] | None = None) -> list[int]:
+    """Step the solver through the padded frames of ``slot``; return the frames' addresses.
 
-    Pairs ``(slot[i], slot[i + 1])`` are the training samples. Writing the
-    field into the slot is timed as ``record`` (the producer's copy, not the
-    channel's); stepping is timed by the solver itself (``sim``, ``halo``).
+    The first ``carried = len(slot) - steps`` frames (1: ``u^n``; 2: ``u^{n-1}, u^n``)
+    hold the levels the cycle starts from. Where a slot is a window of a ring
+    (:mod:`..channels.ring`) they are the previous window's last frames already
+    (``same_memory`` says so) and nothing moves; before the first step the solver
+    generates ``u^0`` in them. Otherwise (separate slots, or a resumed run's restored
+    levels) their owned blocks are copied from where the solver holds them, counted in
+    ``ledger`` as ``carry``. Either way this is timed as ``carry``. Then the leapfrog
+    writes ``u^{n+1}`` straight into frame ``i + 1`` from frames ``i`` and ``i - 1``:
+    pairs of consecutive frames are the training samples, and not one of the stepped
+    frames is copied. The addresses returned are where the solver's current level was
+    after each frame was written; :meth:`Sender.publish` checks them against the slot.
     """
-    with timer.phase("record"):
-        slot[0][...] = solver.field
-    for i in range(1, steps + 1):
-        solver.step()
-        with timer.phase("record"):
-            slot[i][...] = solver.field
+    ledger = ledger if ledger is not None else CopyLedger()
+    same_memory = same_memory or (lambda a, b: address(a) == address(b))
+    carried = len(slot) - steps
+    if carried not in (1, 2):
+        raise ValueError(f"fill_slot: a slot of {len(slot)} frames for {steps} steps "
+                         f"carries 1 or 2 levels, not {carried}")
+    with timer.phase("carry"):
+        levels = [solver.previous_level, solver.u][2 - carried:]
+        for frame, level in zip(slot[:carried], levels, strict=True):
+            if same_memory(frame, level):
+                continue
+            if solver.steps_done == 0:
+                solver.start_in(frame)
+            else:
+                ledger.copy(solver.owned(frame), solver.owned(level), "carry")
+        solver.rebind(slot[carried - 1], slot[0] if carried == 2 else None)
+    written = [address(frame) for frame in slot[:carried - 1]] + [address(solver.u)]
+    for i in range(carried, carried + steps):
+        solver.step_into(slot[i])
+        written.append(address(solver.u))
+    return written
 
 
 def run_sim_cycles(solver: Any, sender: Any, schedule: Schedule, timer: PhaseTimer,
@@ -68,28 +94,53 @@ def run_sim_cycles(solver: Any, sender: Any, schedule: Schedule, timer: PhaseTim
     """Run the sim rank's side: produce the slots, staggered or concurrent."""
     for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
-        fill_slot(solver, slot, schedule.sim_steps, timer)
-        sender.publish()
+        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger,
+                            sender.same_memory)
+        sender.publish(written)
         if schedule.division == "time":
             sender.wait_released()
         on_cycle(cycle + 1)
+    solver.take_levels_home()
     sender.close()
 
 
 class DigestLog:
-    """Hashes of every slot a trainer received, keyed by (cycle, sim index)."""
+    """Hashes of every slot a trainer received, keyed by (cycle, sim index) (``--verify``).
 
-    def __init__(self, timer: PhaseTimer) -> None:
-        self.timer = timer
+    Off (``enabled=False``) it reads nothing. On, a host tensor is hashed where it
+    lies, row by row (the same hash as of its C-order bytes, and no copy); a device
+    tensor is copied to the host first, and that copy is counted in ``ledger``.
+    """
+
+    def __init__(self, timer: PhaseTimer, ledger: CopyLedger | None = None,
+                 enabled: bool = True) -> None:
+        self.timer, self.enabled = timer, enabled
+        self.ledger = ledger if ledger is not None else CopyLedger()
         self.entries: list[tuple[int, int, str]] = []
 
     def add(self, cycle: int, sim_index: int, tensor: Any) -> None:
         """Record the hash of ``tensor`` (shape, dtype and bytes)."""
+        if not self.enabled:
+            return
         with self.timer.phase("digest"):
-            array = tensor.detach().cpu().numpy()
+            tensor = tensor.detach()
+            if tensor.device.type != "cpu":
+                tensor = tensor.cpu()
+                self.ledger.count(tensor.numel() * tensor.element_size(), "digest")
+            array = tensor.numpy()
             digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
-            digest.update(array.tobytes())
+            for row in _rows(array):
+                digest.update(row)
             self.entries.append((cycle, sim_index, digest.hexdigest()))
+
+
+def _rows(array: Any) -> Any:
+    """The contiguous runs of ``array`` in C order (the array itself when contiguous)."""
+    if array.flags.c_contiguous:
+        yield array
+    else:
+        for sub in array:
+            yield from _rows(sub)
 
 
 def combine_digests(entries: Sequence[tuple[int, int, str]]) -> str:
@@ -122,12 +173,14 @@ def run_inproc_cycles(solver: Any, sender: Any, receiver: Any, schedule: Schedul
     """Sim and train in one process, taking turns (time division, ``inproc``)."""
     for cycle in range(schedule.first, schedule.cycles):
         slot = sender.acquire()
-        fill_slot(solver, slot, schedule.sim_steps, timer)
-        sender.publish()
+        written = fill_slot(solver, slot, schedule.sim_steps, timer, sender.ledger,
+                            sender.same_memory)
+        sender.publish(written)
         tensor = receiver.receive()
         log.add(cycle, sim_index, tensor)
         train([tensor])
         receiver.release()
         on_cycle(cycle + 1)
+    solver.take_levels_home()
     receiver.close()
     sender.close()

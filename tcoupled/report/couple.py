@@ -87,13 +87,16 @@ def plot_time(out: Path, summary: dict) -> Path | None:
     if not breakdown:
         return None
     roles = list(breakdown)
-    phases = sorted({p for r in roles for p in breakdown[r] if p not in ("ranks", "wall")})
+    phases = sorted({p for r in roles for p in breakdown[r] if p not in ("ranks", "wall")},
+                    key=lambda p: (_phase_kind(p)[0], p))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4))
     bottom = np.zeros(len(roles))
     for index, phase in enumerate(phases):
         values = np.array([breakdown[r].get(phase, 0.0) for r in roles])
-        ax.bar(roles, values, bottom=bottom, label=phase, color=plt.cm.tab20(index % 20))
+        order, kind = _phase_kind(phase)
+        ax.bar(roles, values, bottom=bottom, label=phase if order == 3 else f"{kind}: {phase}",
+               color=plt.cm.tab20(index % 20), hatch="//" if order == 2 else None)
         bottom += values
     ax.set_title("time per role (mean over the role's ranks)")
     ax.set_xlabel("role")
@@ -102,6 +105,19 @@ def plot_time(out: Path, summary: dict) -> Path | None:
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="phase")
     fig.tight_layout()
     return _save(fig, out / "time_breakdown.png")
+
+
+def _phase_kind(phase: str) -> tuple[int, str]:
+    """Where a phase of a sim/train rank belongs: compute, coupling, waiting, or neither (3)."""
+    from tcoupled.coupling.outputs import COUPLING, SOLVING, TRAINING, WAITING
+
+    if phase in SOLVING + TRAINING:
+        return 0, "compute"
+    if phase in COUPLING:
+        return 1, "coupling"
+    if phase in WAITING:
+        return 2, "waiting for the other role"
+    return 3, "other"
 
 
 def plot_best_ie(out: Path, farm_dir: Path) -> Path | None:

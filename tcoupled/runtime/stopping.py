@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.runtime.errors import TcoupledError
+from tcoupled.runtime.waiting import wait_polling
 
 #: exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it)
 STOP_EXIT = 128 + signal.SIGTERM
@@ -101,7 +102,7 @@ class StopVote:
     def __call__(self, done: int, last: bool) -> bool:
         """After cycle ``done``: whether every rank stops now."""
         if self.request is not None:
-            self.request.Wait()
+            wait_polling([self.request])  # a partner's previous cycle: no spinning
             self.request = None
             if self.agreed[0]:
                 self.signum = int(self.agreed[0])
@@ -117,6 +118,6 @@ class StopVote:
     def close(self) -> None:
         """Free the vote's communicator (after the last cycle)."""
         if self.request is not None:
-            self.request.Wait()
+            wait_polling([self.request])  # a partner's previous cycle: no spinning
             self.request = None
         self.comm.Free()

@@ -2,7 +2,8 @@
 
 MPICH's blocking receives busy-poll: a rank waiting for its partner would burn the core
 the working ranks need. :func:`wait_for_message` probes with a short spin, then sleeps
-with a growing backoff.
+with a growing backoff; :func:`recv_polling` receives that way, :func:`wait_polling`
+completes requests (``Test``) that way. Every wait for a partner uses one of them.
 """
 
 from __future__ import annotations
@@ -38,3 +39,63 @@ def wait_for_message(comm: Any, source: int, tag: int, status: Any) -> None:
     while not comm.Iprobe(source=source, tag=tag, status=status):
         time.sleep(delay)
         delay = min(BACKOFF * delay, POLL_S)
+
+
+def _backoff(done: Any, sleep: bool = True) -> None:
+    """Call ``done()`` with yields, then growing sleeps, until it returns true.
+
+    ``sleep=False`` only yields: for a transfer already under way, whose progress
+    needs this rank's MPI calls, the core goes to whoever else is runnable only.
+    """
+    spin_until = time.perf_counter() + (SPIN_S if sleep else float("inf"))
+    while time.perf_counter() < spin_until:
+        if done():
+            return
+        os.sched_yield()
+    delay = FIRST_SLEEP_S
+    while not done():
+        time.sleep(delay)
+        delay = min(BACKOFF * delay, POLL_S)
+
+
+def recv_polling(comm: Any, source: int, tag: int) -> Any:
+    """``comm.recv(source=source, tag=tag)`` without spinning a core while waiting."""
+    _backoff(lambda: comm.Iprobe(source=source, tag=tag))
+    return comm.recv(source=source, tag=tag)
+
+
+def wait_polling(requests: Any, sleep: bool = True) -> None:
+    """Complete every request (``Test`` with backoff), leaving the core to others meanwhile.
+
+    Works with the request objects of both mpi4py APIs (``Test``/``test``).
+    ``sleep=False`` for data already announced (see :func:`_backoff`).
+    """
+    for request in requests:
+        test = getattr(request, "Test", None) or request.test
+        _backoff(lambda test=test: bool(_done(test())), sleep)
+
+
+def _done(result: Any) -> bool:
+    return result[0] if isinstance(result, tuple) else bool(result)
+
+
+GATHER_TAG = 7190
+BCAST_TAG = 7191
+
+
+def gather_polling(comm: Any, obj: Any, root: int = 0) -> list | None:
+    """``comm.gather(obj, root)`` in which a rank that arrives early does not spin a core."""
+    if comm.Get_rank() != root:
+        wait_polling([comm.isend(obj, dest=root, tag=GATHER_TAG)])
+        return None
+    return [obj if rank == root else recv_polling(comm, rank, GATHER_TAG)
+            for rank in range(comm.Get_size())]
+
+
+def bcast_polling(comm: Any, obj: Any, root: int = 0) -> Any:
+    """``comm.bcast(obj, root)`` in which the ranks waiting for ``root`` do not spin a core."""
+    if comm.Get_rank() != root:
+        return recv_polling(comm, root, BCAST_TAG)
+    wait_polling([comm.isend(obj, dest=rank, tag=BCAST_TAG)
+                  for rank in range(comm.Get_size()) if rank != root])
+    return obj

@@ -3,7 +3,9 @@
 ``u^{n+1} = 2u^n - u^{n-1} + (c dt)^2 lap(u^n)`` with ``u = 0`` on the boundary
 and the Taylor start ``u^1 = u^0 + (c dt)^2 / 2 lap(u^0)``. Each step overlaps
 the halo exchange of ``u^n`` with the update of the inner box; the rim is
-updated once the halo has arrived. ``u^{n+1}`` overwrites ``u^{n-1}`` in place.
+updated once the halo has arrived. :meth:`WaveSolver.step` writes ``u^{n+1}``
+over ``u^{n-1}``; :meth:`WaveSolver.step_into` writes it into a frame the
+caller owns (a channel's slot), so the time levels can live in that memory.
 The solver works on NumPy or CuPy arrays alike and knows nothing of training.
 """
 
@@ -67,6 +69,7 @@ class WaveSolver:
                                  cuda_aware=_cuda_aware(self.xp))
         self.u = self.backend.zeros(self.block.padded_shape, config.dtype)
         self.u_prev = self.backend.zeros(self.block.padded_shape, config.dtype)
+        self._own = (self.u, self.u_prev)  # the levels' home outside a channel's slots
         self._owned = (slice(1, self.block.local_shape[0] + 1),
                        slice(1, self.block.local_shape[1] + 1))
         u0 = initial_field(config, self.block.offset, self.block.local_shape)
@@ -106,37 +109,47 @@ class WaveSolver:
 
     # -- time stepping ----------------------------------------------------------------
     def step(self, n: int = 1) -> None:
-        """Advance ``n`` time steps."""
+        """Advance ``n`` time steps (``u^{n+1}`` overwrites ``u^{n-1}``)."""
         for _ in range(n):
-            if self.steps_done == 0:
-                self._taylor_start()
-            else:
-                self._leapfrog()
-            self.u, self.u_prev = self.u_prev, self.u
-            self.steps_done += 1
-            if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
-                lx, ly = self.local_shape
-                self.u[1 + lx // 2, 1 + ly // 2] = float("nan")  # mid-block: stays local
-            if self.check_every and self.steps_done % self.check_every == 0:
-                self.check_finite()
+            self.step_into(self.u_prev)
 
-    def _leapfrog(self) -> None:
+    def step_into(self, out: Any) -> None:
+        """Advance one step writing ``u^{n+1}`` into ``out`` (a padded frame, or ``u_prev``).
+
+        ``out`` becomes ``u`` and the old ``u`` becomes ``u_prev``; ``out`` must hold
+        zeros (or any earlier level) on the global boundary and its halo.
+        """
+        if out is self.u:
+            raise ValueError("step_into: out must not be the current level u")
+        if self.steps_done == 0:
+            self._taylor_start(out)
+        else:
+            self._leapfrog(out)
+        self.u, self.u_prev = out, self.u
+        self.steps_done += 1
+        if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
+            lx, ly = self.local_shape
+            self.u[1 + lx // 2, 1 + ly // 2] = float("nan")  # mid-block: stays local
+        if self.check_every and self.steps_done % self.check_every == 0:
+            self.check_finite()
+
+    def _leapfrog(self, out: Any) -> None:
         with self.timers.phase("halo"):
             self.halo.start(self.u)
         with self.timers.phase("sim"):
-            self.backend.step(self.u, self.u_prev, self.u_prev, self.inner_box, self.cx, self.cy)
+            self.backend.step(self.u, self.u_prev, out, self.inner_box, self.cx, self.cy)
         with self.timers.phase("halo"):
             self.halo.wait()
         with self.timers.phase("sim"):
             for box in self.rim_boxes:
-                self.backend.step(self.u, self.u_prev, self.u_prev, box, self.cx, self.cy)
+                self.backend.step(self.u, self.u_prev, out, box, self.cx, self.cy)
 
-    def _taylor_start(self) -> None:
-        """``u^1 = u^0 + (c dt)^2 / 2 lap(u^0)``, written into the spare buffer."""
+    def _taylor_start(self, out: Any) -> None:
+        """``u^1 = u^0 + (c dt)^2 / 2 lap(u^0)``, written into ``out``."""
         with self.timers.phase("halo"):
             self.halo.exchange(self.u)
         with self.timers.phase("sim"):
-            u, out = self.u, self.u_prev
+            u = self.u
             out[...] = u
             i0, i1, j0, j1 = self.block.update_box()
             if i0 < i1 and j0 < j1:
@@ -199,6 +212,51 @@ class WaveSolver:
     def gather(self, root: int = 0) -> np.ndarray | None:
         """Assemble the global ``u^n`` on ``root`` (a NumPy array); ``None`` elsewhere."""
         return gather_blocks(self.cart, self.block, _to_host(self.field), root)
+
+    def owned(self, frame: Any) -> Any:
+        """View of the owned block of a padded frame (no halo)."""
+        return frame[self._owned]
+
+    def start_in(self, frame: Any) -> None:
+        """Write ``u^0`` into the owned block of ``frame`` (before the first step).
+
+        The initial condition is generated there, as the constructor does, so a
+        channel's memory can hold the first level without a copy.
+        """
+        if self.steps_done:
+            raise ValueError(f"start_in: the solver is at step {self.steps_done}, not 0")
+        u0 = initial_field(self.config, self.block.offset, self.block.local_shape)
+        frame[self._owned] = self.xp.asarray(u0.astype(self.config.dtype))
+
+    @property
+    def previous_level(self) -> Any:
+        """The padded array of ``u^{n-1}`` (``u^0`` itself before the first step)."""
+        return self.u_prev if self.steps_done else self.u
+
+    def rebind(self, current: Any, previous: Any = None) -> None:
+        """Make the padded frame ``current`` the level ``u`` (and ``previous`` ``u_prev``).
+
+        Their owned blocks must already hold ``u^n`` (and ``u^{n-1}``); halos are
+        refilled by the next step.
+        """
+        if previous is None and current is self.u_prev:
+            raise ValueError("rebind: the current level cannot be u_prev's memory")
+        self.u = current
+        if previous is not None:
+            self.u_prev = previous
+
+    def take_levels_home(self) -> None:
+        """Copy ``u`` and ``u_prev`` back into the solver's own buffers (after a coupled run).
+
+        A channel's slots may be freed after the run; the held-out steps then work here.
+        """
+        home, home_prev = self._own
+        if self.u_prev is home:
+            home, home_prev = home_prev, home
+        for buffer, level in ((home, self.u), (home_prev, self.u_prev)):
+            if buffer is not level:
+                buffer[...] = level
+        self.u, self.u_prev = home, home_prev
 
     def close(self) -> None:
         """Release the halo plan and the Cartesian communicator."""

@@ -30,8 +30,12 @@ def run(config: CoupleRun, comm: Any) -> int:
     problem = comm.bcast(problem, root=0)
     status = 2
     if problem is None:
-        record = _run_role(config, comm, part, layout, in_farm)
-        status = _conclude(config, comm, comm.gather(record, root=0))
+        from tcoupled.runtime.cores import node_load
+        from tcoupled.runtime.waiting import gather_polling
+
+        load = node_load(comm)
+        record = {**_run_role(config, comm, part, layout, in_farm), **load}
+        status = _conclude(config, comm, gather_polling(comm, record, root=0))
     elif comm.Get_rank() == 0:
         import sys
 
@@ -82,7 +86,9 @@ def _conclude(config: CoupleRun, comm: Any, records: list[dict] | None) -> int:
                 _finish(config, records or [])
         except TcoupledError as exc:
             outcome = (exc.exit_code, str(exc), False)
-    status, message, stopped = comm.bcast(outcome, root=0)
+    from tcoupled.runtime.waiting import bcast_polling
+
+    status, message, stopped = bcast_polling(comm, outcome, root=0)
     if stopped:
         if comm.Get_rank() == 0:
             import sys

@@ -87,7 +87,7 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
                      farm_ranks=args.farm_ranks, farm=farm,
                      checkpoint_every=args.checkpoint_every, resume_cycle=resume_cycle,
                      dry_run=args.dry_run, report=not args.no_report,
-                     check_every=args.check_every)
+                     check_every=args.check_every, verify=args.verify)
 
 
 def _farm_config(args: argparse.Namespace) -> Any:

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g.add_argument("--check-every", type=int, default=50, metavar="N",
                    help="stop the run if NaN/Inf appears, checked every N steps (0: never)")
+    g.add_argument("--verify", action="store_true",
+                   help="hash every slot a trainer receives (summary.json data_digest); "
+                        "off, nothing is hashed")
     add_run_arguments(parser)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
-from tcoupled.coupling.channels.device import as_tensor, is_device_array, synchronize, to_host
+from tcoupled.coupling.channels.device import as_tensor, is_device_array, synchronize
 from tcoupled.runtime.errors import TcoupledError
 
 
@@ -28,7 +28,7 @@ class FileSender(Sender):
 
     def __init__(self, ctx: ChannelContext, feeds: tuple[int, ...], spec: SlotSpec) -> None:
         super().__init__(ctx, feeds, spec)
-        self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+        self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
         self.rank = ctx.world.Get_rank()
 
     def _slot(self, slot: int) -> Any:
@@ -40,16 +40,16 @@ class FileSender(Sender):
         from tcoupled.runtime.store import atomic_path
 
         synchronize(self.ctx.xp)
-        data = self.buffers[slot]
-        if is_device_array(data):
-            data = to_host(data)
-            self.bytes_copied += self.spec.nbytes
+        data = self.ledger.to_host(self.buffers[slot], "staging")
+        (_, lx, ly), p = self.spec.shape, self.spec.pad
         with atomic_path(staging_file(self.ctx, self.rank, cycle)) as tmp, \
                 h5py.File(tmp, "w") as h5:
-            h5.create_dataset("frames", data=data)
+            frames = h5.create_dataset("frames", shape=self.spec.shape, dtype=self.spec.dtype)
+            frames.write_direct(np.ascontiguousarray(data) if p == 0 else data,
+                                source_sel=np.s_[:, p:p + lx, p:p + ly])
             h5.attrs["cycle"] = cycle
             h5.attrs["sim_rank"] = self.rank
-        self.bytes_copied += self.spec.nbytes
+        self.ledger.count(self.spec.nbytes, "file write")
 
     def _reuse(self, slot: int, old_cycle: int) -> None:
         staging_file(self.ctx, self.rank, old_cycle).unlink(missing_ok=True)
@@ -77,10 +77,10 @@ class FileReceiver(Receiver):
                 raise TcoupledError(f"file channel: {path} holds {frames.shape} of cycle "
                                     f"{h5.attrs['cycle']}, expected {self.spec.shape}/{cycle}")
             frames.read_direct(self.buffers[slot])
-        self.bytes_copied += self.spec.nbytes
+        self.ledger.count(self.spec.nbytes, "file read")
         tensor = as_tensor(self.buffers[slot])
         if self.device:
-            self.bytes_copied += self.spec.nbytes
+            self.ledger.count(self.spec.nbytes, "staging")
             tensor = tensor.to("cuda")
         return tensor
 

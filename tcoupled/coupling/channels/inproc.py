@@ -11,18 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from tcoupled.coupling.channels.base import Channel, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import as_tensor, synchronize
+from tcoupled.coupling.channels.ring import RingSlots, anonymous_ring
 from tcoupled.runtime.errors import TcoupledError
 
 
 class InprocSender(Sender):
-    """Slots are arrays of the solver's array module, allocated once."""
+    """Slots are windows of a ring (host frames with a halo), else arrays allocated once."""
 
     zero_copy = True
 
     def __init__(self, ctx: Any, feeds: tuple[int, ...], spec: SlotSpec) -> None:
         super().__init__(ctx, (), spec)
-        self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+        self.ring: RingSlots | None = None
+        self.buffers: list[Any] = []
+        if RingSlots.usable(spec, ctx.xp):
+            self.ring = RingSlots(anonymous_ring(spec, RingSlots.count(spec, ctx.slots)), spec)
+        else:
+            self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
         self.released_count = 0
 
     def _wait_released(self, count: int) -> None:
@@ -32,6 +39,17 @@ class InprocSender(Sender):
 
     def _slot(self, slot: int) -> Any:
         return self.buffers[slot]
+
+    def _window(self, cycle: int) -> Any:
+        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
+
+    def same_memory(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` start at the same bytes (of the ring, either mapping)."""
+        return self.ring.same(a, b) if self.ring else super().same_memory(a, b)
+
+    def _free(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
 
     def _publish(self, slot: int, cycle: int) -> None:
         synchronize(self.ctx.xp)
@@ -47,13 +65,16 @@ class InprocReceiver(Receiver):
                          spec, cycles)
         self.sender = sender
 
-    def _wait_ready(self, cycle: int) -> int:
+    def _wait_ready(self, cycle: int) -> tuple[int, int]:
         if self.sender.published <= cycle:
             raise TcoupledError(f"inproc channel: cycle {cycle} was never published")
-        return cycle
+        return cycle, self.sender.offsets[cycle % self.ctx.slots]
+
+    def _slot_address(self, slot: int, cycle: int) -> int:
+        return address(self.sender._window(cycle))
 
     def _fetch(self, slot: int, cycle: int) -> Any:
-        return as_tensor(self.sender.buffers[slot])
+        return self.spec.owned(as_tensor(self.sender._window(cycle)))
 
     def release(self) -> None:
         """Hand the slot back (no message: the sender is this process)."""

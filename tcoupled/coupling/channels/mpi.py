@@ -25,18 +25,30 @@ from tcoupled.coupling.channels.device import (
     as_tensor,
     is_device_array,
     synchronize,
-    to_host,
 )
 from tcoupled.runtime.gpu import cuda_aware_mpi
+from tcoupled.runtime.waiting import wait_polling
+
+
+def owned_datatype(spec: SlotSpec) -> Any:
+    """MPI datatype of the owned blocks of a padded slot (the frames without their halo)."""
+    from tcoupled.runtime.mpienv import init_mpi
+
+    MPI = init_mpi()
+    base = MPI._typedict[np.dtype(spec.dtype).char]
+    p = spec.pad
+    return base.Create_subarray(list(spec.padded_shape), list(spec.shape),
+                                [0, p, p]).Commit()
 
 
 class MpiSender(Sender):
-    """Slots are the solver's own arrays; publish sends them."""
+    """Slots are a producer-side buffer the solver steps in; publish sends their owned blocks."""
 
     def __init__(self, ctx: ChannelContext, feeds: tuple[int, ...], spec: SlotSpec) -> None:
         super().__init__(ctx, feeds, spec)
-        self.buffers = [ctx.xp.zeros(spec.shape, dtype=spec.dtype) for _ in range(ctx.slots)]
+        self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
         self.cuda_aware = cuda_aware_mpi()
+        self.owned_type = owned_datatype(spec)
         self._sends: list[list[Any]] = [[] for _ in range(ctx.slots)]
         self._staged: list[Any] = [None] * ctx.slots
 
@@ -47,26 +59,25 @@ class MpiSender(Sender):
         synchronize(self.ctx.xp)
         message = self.buffers[slot]
         if is_device_array(message) and not self.cuda_aware:
-            message = to_host(message)          # staged through the host
-            self.bytes_copied += self.spec.nbytes
+            message = self.ledger.to_host(message, "staging")  # staged through the host
             self._staged[slot] = message        # alive until the sends complete
         for feed in self.feeds:
-            self._sends[slot].append(self.ctx.world.Isend(message, dest=feed,
-                                                          tag=DATA_TAG + slot))
-            self.bytes_copied += self.spec.nbytes
+            self._sends[slot].append(self.ctx.world.Isend([message, 1, self.owned_type],
+                                                          dest=feed, tag=DATA_TAG + slot))
+            self.ledger.count(self.spec.nbytes, "mpi")  # MPI copies the owned blocks
 
     def _reuse(self, slot: int, old_cycle: int) -> None:
         self._complete(slot)
 
     def _complete(self, slot: int) -> None:
-        for request in self._sends[slot]:
-            request.Wait()
+        wait_polling(self._sends[slot])
         self._sends[slot].clear()
         self._staged[slot] = None
 
     def _free(self) -> None:
         for slot in range(self.ctx.slots):
             self._complete(slot)
+        self.owned_type.Free()
 
 
 class MpiReceiver(Receiver):
@@ -88,11 +99,11 @@ class MpiReceiver(Receiver):
                                                  tag=DATA_TAG + slot)
 
     def _fetch(self, slot: int, cycle: int) -> Any:
-        self._recvs[slot].Wait()
+        wait_polling([self._recvs[slot]], sleep=False)  # announced: the data is on its way
         self._recvs[slot] = None
         tensor = as_tensor(self.buffers[slot])
         if self.upload:
-            self.bytes_copied += self.spec.nbytes
+            self.ledger.count(self.spec.nbytes, "staging")
             tensor = tensor.to("cuda")
         return tensor
 

@@ -7,6 +7,11 @@ physical memory, turned into a tensor through DLPack. GPU: the slots are
 device arrays exported once through CUDA IPC (``ipcGetMemHandle``) and opened
 by the receivers (``ipcOpenMemHandle``). Either way nothing is copied.
 
+Host frames with a halo (the solver steps in them, ``couple``) are windows of a
+:class:`~tcoupled.coupling.channels.ring.FrameRing` instead: a node-local file the
+sim rank creates (mode 0600), every receiver maps, and the sim rank then unlinks, so
+a cycle starts from the frames the previous one ended with, without a copy.
+
 A CUDA IPC handle names a whole device *allocation*, and opening it maps that
 allocation's *base*: an array from CuPy's memory pool is a sub-allocation of a larger
 block, so its handle would open at the wrong offset (cupy issue #9436). Each IPC slot
@@ -17,20 +22,25 @@ never depends on it).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import (
     CudaArrayView,
     as_tensor,
     synchronize,
     wait_for_readers,
 )
+from tcoupled.coupling.channels.ring import RingSlots, open_shared_ring, shared_ring_file
 from tcoupled.runtime.errors import TcoupledError
+from tcoupled.runtime.waiting import recv_polling
 
 IPC_TAG = 7103
+RING_TAG = 7104
 
 
 def uses_cuda_ipc(xp: Any) -> bool:
@@ -60,8 +70,12 @@ class ShmSender(Sender):
     def __init__(self, ctx: ChannelContext, feeds: tuple[int, ...], spec: SlotSpec,
                  channel: ShmChannel) -> None:
         super().__init__(ctx, feeds, spec)
-        if channel.gpu:
-            slots = [ipc_slot(ctx.xp, spec.shape, spec.dtype) for _ in range(ctx.slots)]
+        self.ring: RingSlots | None = None
+        self.buffers: list[Any] = []
+        if channel.ring:
+            self.ring = self._share_ring(ctx, spec)
+        elif channel.gpu:
+            slots = [ipc_slot(ctx.xp, spec.padded_shape, spec.dtype) for _ in range(ctx.slots)]
             self.buffers = [array for array, _ in slots]
             handles = [handle for _, handle in slots]
             for feed in self.feeds:
@@ -70,12 +84,37 @@ class ShmSender(Sender):
             self.buffers = list(channel.local_slots())
         self.channel = channel
 
+    def _share_ring(self, ctx: ChannelContext, spec: SlotSpec) -> RingSlots:
+        """Create the ring in a node-local file, let every receiver map it, then unlink it."""
+        path = shared_ring_file()
+        ring = RingSlots(open_shared_ring(spec, RingSlots.count(spec, ctx.slots), path, True),
+                         spec)
+        try:
+            for feed in self.feeds:
+                self._requests.append(ctx.world.isend(path, dest=feed, tag=RING_TAG))
+            for feed in self.feeds:
+                recv_polling(ctx.world, feed, RING_TAG)  # mapped there
+        finally:
+            os.unlink(path)
+        return ring
+
     def _slot(self, slot: int) -> Any:
         return self.buffers[slot]
+
+    def _window(self, cycle: int) -> Any:
+        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
+
+    def same_memory(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` start at the same bytes (of the ring, either mapping)."""
+        return self.ring.same(a, b) if self.ring else super().same_memory(a, b)
 
     def _publish(self, slot: int, cycle: int) -> None:
         synchronize(self.ctx.xp)
         self.channel.sync()
+
+    def _free(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
 
 
 class ShmReceiver(Receiver):
@@ -87,25 +126,47 @@ class ShmReceiver(Receiver):
                  channel: ShmChannel) -> None:
         super().__init__(ctx, source, spec, cycles)
         self.channel = channel
+        self.ring: RingSlots | None = None
+        self.arrays, self.tensors = [], []
+        if RingSlots.usable(spec, ctx.xp):
+            path = recv_polling(ctx.world, source, RING_TAG)
+            self.ring = RingSlots(open_shared_ring(spec, RingSlots.count(spec, ctx.slots),
+                                                   path, False), spec)
+            self._requests.append(ctx.world.isend(True, dest=source, tag=RING_TAG))
+            return
         if channel.gpu:
             runtime = ctx.xp.cuda.runtime
             handles = ctx.world.recv(source=source, tag=IPC_TAG)
             self._pointers = [runtime.ipcOpenMemHandle(handle) for handle, _ in handles]
-            self.arrays = [CudaArrayView(base + offset, spec.shape, spec.dtype)
+            self.arrays = [CudaArrayView(base + offset, spec.padded_shape, spec.dtype)
                            for base, (_, offset) in zip(self._pointers, handles, strict=True)]
+            self._addresses = [base + offset
+                               for base, (_, offset) in zip(self._pointers, handles, strict=True)]
         else:
             self.arrays = list(channel.remote_slots(source, spec))
-        self.tensors = [as_tensor(array) for array in self.arrays]
+            base = channel.remote_base(source)
+            self._addresses = [base + i * spec.padded_nbytes for i in range(ctx.slots)]
+        self.tensors = [spec.owned(as_tensor(array)) for array in self.arrays]
+
+    def _slot_address(self, slot: int, cycle: int) -> int:
+        if self.ring is not None:
+            return address(self.ring.window(cycle))
+        return int(self._addresses[slot])
 
     def _fetch(self, slot: int, cycle: int) -> Any:
         self.channel.sync()
+        if self.ring is not None:
+            return self.spec.owned(as_tensor(self.ring.window(cycle)))
         return self.tensors[slot]
 
     def _release(self, slot: int, cycle: int) -> None:
-        wait_for_readers(self.tensors[slot])   # kernels reading the slot are done
+        if self.tensors:  # device slots: kernels reading the slot must be done
+            wait_for_readers(self.tensors[slot])
 
     def _free(self) -> None:
-        if self.channel.gpu:
+        if self.ring is not None:
+            self.ring.close()
+        elif self.channel.gpu:
             runtime = self.ctx.xp.cuda.runtime
             for pointer in self._pointers:
                 runtime.ipcCloseMemHandle(pointer)
@@ -124,10 +185,11 @@ class ShmChannel(Channel):
         if ctx.node_comm is None:
             raise TcoupledError("shm channel needs the node communicator")
         self.gpu = uses_cuda_ipc(ctx.xp)
+        self.ring = spec is not None and RingSlots.usable(spec, ctx.xp)  # this rank sends
         from tcoupled.runtime.mpienv import init_mpi
 
         MPI = init_mpi()
-        size = 0 if (spec is None or self.gpu) else spec.nbytes * ctx.slots
+        size = 0 if (spec is None or self.gpu or self.ring) else spec.padded_nbytes * ctx.slots
         itemsize = np.dtype(spec.dtype).itemsize if spec is not None else 1
         self.win = MPI.Win.Allocate_shared(size, itemsize, comm=ctx.node_comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)
@@ -140,8 +202,16 @@ class ShmChannel(Channel):
         """NumPy views of this rank's slots in the window."""
         return self._views(self.ctx.node_comm.Get_rank(), self.spec)
 
+    def remote_base(self, source: int) -> int:
+        """Address, in this process, of the window part of world rank ``source``."""
+        buffer, _ = self.win.Shared_query(self._node_rank(source))
+        return address(np.frombuffer(buffer, dtype=np.uint8, count=1))
+
     def remote_slots(self, source: int, spec: SlotSpec) -> list[np.ndarray]:
-        """NumPy views of the slots of world rank ``source`` (on this node)."""
+        """NumPy views of the (padded) slots of world rank ``source`` (on this node)."""
+        return self._views(self._node_rank(source), spec)
+
+    def _node_rank(self, source: int) -> int:
         world_group = self.ctx.world.Get_group()
         node_group = self.ctx.node_comm.Get_group()
         node_rank = world_group.Translate_ranks([source], node_group)[0]
@@ -149,13 +219,13 @@ class ShmChannel(Channel):
         node_group.Free()
         if node_rank < 0:
             raise TcoupledError(f"shm channel: sim rank {source} is not on this node")
-        return self._views(node_rank, spec)
+        return node_rank
 
     def _views(self, node_rank: int, spec: SlotSpec) -> list[np.ndarray]:
         buffer, _ = self.win.Shared_query(node_rank)
-        flat = np.frombuffer(buffer, dtype=spec.dtype, count=spec.nbytes * self.ctx.slots
-                             // np.dtype(spec.dtype).itemsize)
-        return list(flat.reshape(self.ctx.slots, *spec.shape))
+        flat = np.frombuffer(buffer, dtype=spec.dtype,
+                             count=spec.padded_nbytes * self.ctx.slots // spec.itemsize)
+        return list(flat.reshape(self.ctx.slots, *spec.padded_shape))
 
     def sender(self, feeds: tuple[int, ...]) -> ShmSender:
         """Sender writing into this rank's window slots."""
