@@ -79,8 +79,15 @@ def test_slot_released_only_after_the_reading_stream_finished(fake_gpu, monkeypa
     class CudaTensor:   # what torch.as_tensor(view, device="cuda") gives: a CUDA tensor
         is_cuda, device = True, "cuda:0"
 
-        def __init__(self, array):
+        def __init__(self, array, view=None):
             self.array = array
+            self.view = _host_tensor(array) if view is None else view
+
+        def __getitem__(self, key):
+            return CudaTensor(self.array, self.view[key])
+
+        def data_ptr(self):
+            return self.view.data_ptr()
 
     monkeypatch.setattr(device, "_current_torch_stream", lambda tensor: Stream())
     monkeypatch.setattr(shm_module, "as_tensor", CudaTensor)
@@ -217,20 +224,19 @@ def test_cost_model_slot_lives_where_the_solver_field_lives():
     from types import SimpleNamespace
 
     from tcoupled.coupling.costmodel import slot_like
-    from tcoupled.coupling.schedule import fill_slot
-    from tcoupled.runtime.telemetry import PhaseTimer
 
     FakeCupy.reset()
     field = FakeCupy.zeros((4, 5), "float32")
     field[...] = 2.0
-    solver = SimpleNamespace(field=field, local_shape=(4, 5), step=lambda: None,
+    solver = SimpleNamespace(block=SimpleNamespace(padded_shape=(4, 5)),
                              config=SimpleNamespace(dtype="float32"),
                              backend=SimpleNamespace(zeros=FakeCupy.zeros))
     with pytest.raises(TypeError, match="Implicit conversion"):
-        fill_slot(solver, np.empty((3, 4, 5), dtype="float32"), 2, PhaseTimer())
+        np.empty((3, 4, 5), dtype="float32")[0][...] = field
     slot = slot_like(solver, 2)
-    fill_slot(solver, slot, 2, PhaseTimer())
-    assert isinstance(slot, type(field)) and (slot.get() == 2.0).all()
+    assert isinstance(slot, type(field)) and slot.shape == (3, 4, 5)
+    slot[1][...] = field                     # device to device: no conversion
+    assert (slot.get()[1] == 2.0).all()
 
 
 def test_cost_model_calibrates_training_on_the_runs_device(monkeypatch):
