@@ -4,6 +4,10 @@
 and the Taylor start ``u^1 = u^0 + (c dt)^2 / 2 lap(u^0)``. Each step overlaps
 the halo exchange of ``u^n`` with the update of the inner box; the rim is
 updated once the halo has arrived. ``u^{n+1}`` overwrites ``u^{n-1}`` in place.
+With ``time_block = K > 1`` the halos are ``K`` deep and exchanged once per block of
+``K`` steps, which the backend advances in one pass over memory (each rank also
+updates the halo layers it needs, redundantly with its neighbours). Either way the
+result is bitwise the same; local rows are padded to 64 bytes.
 The solver works on NumPy or CuPy arrays alike and knows nothing of training.
 """
 
@@ -13,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tcoupled.runtime.errors import PhysicsError
+from tcoupled.runtime.errors import ConfigError, PhysicsError
 from tcoupled.runtime.faults import inject
 from tcoupled.runtime.telemetry import PhaseTimer
 from tcoupled.sim.backends import resolve_backend, resolve_device
@@ -25,9 +29,14 @@ from tcoupled.sim.initial import initial_field
 
 def process_grid(comm: Any, global_shape: tuple[int, int]) -> tuple[int, int]:
     """Balanced 2D process grid (``MPI.Compute_dims``), checked against the grid size."""
+    return rank_dims(comm.Get_size(), global_shape)
+
+
+def rank_dims(size: int, global_shape: tuple[int, int]) -> tuple[int, int]:
+    """The process grid of ``size`` ranks, more ranks along the longer axis (checked)."""
     from tcoupled.runtime.mpienv import init_mpi
 
-    dims = tuple(init_mpi().Compute_dims(comm.Get_size(), 2))
+    dims = tuple(init_mpi().Compute_dims(size, 2))
     if global_shape[0] < global_shape[1] and dims[0] > dims[1]:
         dims = dims[::-1]  # more ranks along the longer axis
     check_grid_fits(global_shape, dims)
@@ -56,7 +65,13 @@ class WaveSolver:
         self.xp = self.backend.xp
         self.dims = process_grid(comm, config.grid)
         self.cart = comm.Create_cart(list(self.dims), periods=[False, False], reorder=False)
-        self.block = Block(config.grid, self.dims, tuple(self.cart.Get_coords(self.cart.rank)))
+        self.time_block = config.time_block
+        self.block = Block(config.grid, self.dims, tuple(self.cart.Get_coords(self.cart.rank)),
+                           halo=self.time_block, align=64 // np.dtype(config.dtype).itemsize)
+        check_block_depth(self.block, self.time_block)
+        if self.time_block > 1 and self.xp is not np:
+            raise ConfigError(f"--time-block {self.time_block} runs on host arrays only; the "
+                              f"{self.backend.name} kernel needs --time-block 1")
         self.inner_box, self.rim_boxes = self.block.split_update()
         dx, dy = grid_spacing(config.grid)
         self.cx = (config.c * config.dt / dx) ** 2
@@ -66,8 +81,7 @@ class WaveSolver:
                                  cuda_aware=_cuda_aware(self.xp))
         self.u = self.backend.zeros(self.block.padded_shape, config.dtype)
         self.u_prev = self.backend.zeros(self.block.padded_shape, config.dtype)
-        self._owned = (slice(1, self.block.local_shape[0] + 1),
-                       slice(1, self.block.local_shape[1] + 1))
+        self._owned = self.block.owned
         u0 = initial_field(config, self.block.offset, self.block.local_shape)
         self.u[self._owned] = self.xp.asarray(u0.astype(config.dtype))
         self.steps_done = 0
@@ -105,19 +119,49 @@ class WaveSolver:
 
     # -- time stepping ----------------------------------------------------------------
     def step(self, n: int = 1) -> None:
-        """Advance ``n`` time steps."""
-        for _ in range(n):
+        """Advance ``n`` time steps (in blocks of up to ``time_block`` steps)."""
+        while n > 0:
             if self.steps_done == 0:
                 self._taylor_start()
-            else:
+                done = 1
+                self.u, self.u_prev = self.u_prev, self.u
+            elif self.time_block == 1:
                 self._leapfrog()
-            self.u, self.u_prev = self.u_prev, self.u
-            self.steps_done += 1
-            if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
-                lx, ly = self.local_shape
-                self.u[1 + lx // 2, 1 + ly // 2] = float("nan")  # mid-block: stays local
-            if self.check_every and self.steps_done % self.check_every == 0:
-                self.check_finite()
+                done = 1
+                self.u, self.u_prev = self.u_prev, self.u
+            else:
+                done = min(self.time_block, n)
+                self._block(done)
+            n -= done
+            for _ in range(done):
+                self.steps_done += 1
+                self._after_step()
+
+    def _after_step(self) -> None:
+        if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
+            (lx, ly), h = self.local_shape, self.block.halo
+            self.u[h + lx // 2, h + ly // 2] = float("nan")  # mid-block: stays local
+        if self.check_every and self.steps_done % self.check_every == 0:
+            self.check_finite()
+
+    def _block(self, k: int) -> None:
+        """``k`` leapfrog steps after one exchange of ``k``-deep halos; swaps as ``k`` steps do."""
+        with self.timers.phase("halo"):
+            self.halo.exchange_deep(self.u, k)
+            self.halo.exchange_deep(self.u_prev, k - 1)
+        box, ext = self.block.update_box(), self.block.growth()
+        with self.timers.phase("sim"):
+            if hasattr(self.backend, "block"):
+                self.backend.block(self.u, self.u_prev, box, ext, k, self.cx, self.cy)
+                if k % 2:
+                    self.u, self.u_prev = self.u_prev, self.u
+                return
+            for s in range(1, k + 1):  # the same boxes, one backend call per step
+                g = k - s
+                grown = (box[0] - ext[0] * g, box[1] + ext[1] * g,
+                         box[2] - ext[2] * g, box[3] + ext[3] * g)
+                self.backend.step(self.u, self.u_prev, self.u_prev, grown, self.cx, self.cy)
+                self.u, self.u_prev = self.u_prev, self.u
 
     def _leapfrog(self) -> None:
         with self.timers.phase("halo"):
@@ -127,6 +171,10 @@ class WaveSolver:
         with self.timers.phase("halo"):
             self.halo.wait()
         with self.timers.phase("sim"):
+            if hasattr(self.backend, "step_boxes"):  # the whole rim in one call
+                self.backend.step_boxes(self.u, self.u_prev, self.u_prev, self.rim_boxes,
+                                        self.cx, self.cy)
+                return
             for box in self.rim_boxes:
                 self.backend.step(self.u, self.u_prev, self.u_prev, box, self.cx, self.cy)
 
@@ -161,16 +209,16 @@ class WaveSolver:
         dx, dy = grid_spacing(cfg.grid)
         a = self.u.astype(np.float64)
         b = self.u_prev.astype(np.float64)
-        lx, ly = self.local_shape
+        (lx, ly), w = self.local_shape, self.block.halo
         kinetic = float(xp.sum((a[self._owned] - b[self._owned]) ** 2)) / cfg.dt**2
         potential = 0.0
         for axis, h in ((0, dx), (1, dy)):
             n_edges = min(self.offset[axis] + self.local_shape[axis], cfg.grid[axis] - 1)
             count = n_edges - self.offset[axis]  # owned edge starts (i, i+1)
-            lo = [slice(1, lx + 1), slice(1, ly + 1)]
+            lo = [slice(w, w + lx), slice(w, w + ly)]
             hi = list(lo)
-            lo[axis] = slice(1, 1 + count)
-            hi[axis] = slice(2, 2 + count)
+            lo[axis] = slice(w, w + count)
+            hi[axis] = slice(w + 1, w + 1 + count)
             da = a[tuple(hi)] - a[tuple(lo)]
             db = b[tuple(hi)] - b[tuple(lo)]
             potential += float(xp.sum(da * db)) / h**2
@@ -210,6 +258,16 @@ class WaveSolver:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is None:  # on an error, leave MPI alone: the job is being aborted
             self.close()
+
+
+def check_block_depth(block: Block, k: int) -> None:
+    """Refuse a temporal block deeper than a neighbour's block (its halo would not fit)."""
+    for axis, (p, n) in enumerate(zip(block.dims, block.global_shape)):
+        thinnest = n // p
+        if p > 1 and k > thinnest:
+            raise ConfigError(f"--time-block {k} needs at least {k} points per rank along "
+                              f"{'xy'[axis]}, but the {block.dims[0]}x{block.dims[1]} rank "
+                              f"grid leaves {thinnest}")
 
 
 def _to_host(a: Any) -> np.ndarray:
