@@ -26,10 +26,12 @@ def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     """Validate the flags (rank 0), including kernel availability and ``--out``."""
     from tcoupled.runtime.store import prepare_out_dir
     from tcoupled.sim.backends import resolve_backend, resolve_device
+    from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.sim.decomposition import Block
-    from tcoupled.sim.solver import check_block_depth, rank_dims
+    from tcoupled.sim.solver import check_block_depth, check_grid_fits, rank_dims
 
     wave = wave_config_from_args(args)
+    check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(world_size, 2)))
     dims = rank_dims(world_size, wave.grid)
     check_block_depth(Block(wave.grid, dims, (0, 0)), wave.time_block)
     device = resolve_device(wave.device, wave.kernel)
