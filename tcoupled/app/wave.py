@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     """Validate the flags (rank 0), including kernel availability and ``--out``."""
+    from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.runtime.store import prepare_out_dir
     from tcoupled.sim.backends import resolve_backend, resolve_device
-    from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.sim.decomposition import Block
     from tcoupled.sim.solver import check_block_depth, check_grid_fits, rank_dims
 
