@@ -169,32 +169,37 @@ class HaloExchange:
         self.start(u)
         self.wait()
 
-    def exchange_deep(self, u: Any, depth: int) -> None:
-        """Blocking exchange of ``depth`` halo layers of ``u`` (corners included).
+    def exchange_deep(self, fields: list[tuple[Any, int]]) -> None:
+        """Blocking exchange of ``depth`` halo layers of each ``(array, depth)`` (corners too).
+
+        All arrays travel in the same two rounds (y, then x), so a temporal block pays
+        two message latencies per neighbour pair, whatever the number of arrays.
 
         Raises
         ------
         ValueError
-            If ``depth`` exceeds the array's halo (or this is a device array: deep
+            If a depth exceeds the arrays' halo (or these are device arrays: deep
             halos are host-only).
         """
-        if depth < 1:
-            return
-        if depth > self.block.halo or self.device:
-            raise ValueError(f"halo depth {depth} needs host arrays with a halo of at least "
-                             f"{depth} (this block has {self.block.halo})")
+        fields = [(u, d) for u, d in fields if d >= 1]
+        for _, depth in fields:
+            if depth > self.block.halo or self.device:
+                raise ValueError(f"halo depth {depth} needs host arrays with a halo of at "
+                                 f"least {depth} (this block has {self.block.halo})")
         for axis in (1, 0):
             reqs = []
-            for direction in (-1, +1):
-                src = self.neighbours[(axis, direction)]
-                recv = self._deep_type(axis, direction, True, depth)
-                reqs.append(self.comm.Irecv([u, 1, recv], source=src,
-                                            tag=2 * axis + (direction < 0)))
-            for direction in (-1, +1):
-                dest = self.neighbours[(axis, direction)]
-                send = self._deep_type(axis, direction, False, depth)
-                reqs.append(self.comm.Isend([u, 1, send], dest=dest,
-                                            tag=2 * axis + (direction > 0)))
+            for index, (u, depth) in enumerate(fields):
+                for direction in (-1, +1):
+                    recv = self._deep_type(axis, direction, True, depth)
+                    reqs.append(self.comm.Irecv(
+                        [u, 1, recv], source=self.neighbours[(axis, direction)],
+                        tag=8 + 4 * index + 2 * axis + (direction < 0)))
+            for index, (u, depth) in enumerate(fields):
+                for direction in (-1, +1):
+                    send = self._deep_type(axis, direction, False, depth)
+                    reqs.append(self.comm.Isend(
+                        [u, 1, send], dest=self.neighbours[(axis, direction)],
+                        tag=8 + 4 * index + 2 * axis + (direction > 0)))
             self.MPI.Request.Waitall(reqs)
 
     def _deep_type(self, axis: int, direction: int, halo: bool, depth: int) -> Any:

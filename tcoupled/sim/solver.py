@@ -147,8 +147,7 @@ class WaveSolver:
     def _block(self, k: int) -> None:
         """``k`` leapfrog steps after one exchange of ``k``-deep halos; swaps as ``k`` steps do."""
         with self.timers.phase("halo"):
-            self.halo.exchange_deep(self.u, k)
-            self.halo.exchange_deep(self.u_prev, k - 1)
+            self.halo.exchange_deep([(self.u, k), (self.u_prev, k - 1)])
         box, ext = self.block.update_box(), self.block.growth()
         with self.timers.phase("sim"):
             if hasattr(self.backend, "block"):
