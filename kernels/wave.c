@@ -55,25 +55,30 @@ WAVE_BOXES(tc_wave_boxes_f32, tc_wave_step_f32, float)
 WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
 
 /*
- * Temporal block: advance `k` leapfrog steps in one pass over memory, in place.
+ * Temporal block: advance `k` leapfrog steps in one pass over memory.
  *
- * On entry `a` holds u^n and `b` holds u^{n-1}; step s (1..k) reads X_{s-1} and
- * overwrites X_s, with X_0 = a, X_{-1} = b, so odd steps write `b` and even steps `a`;
- * after the block the newest level is in `b` if k is odd, else in `a`.
+ * `levels` holds k + 2 arrays: levels[0] = u^{n-1}, levels[1] = u^n, and step s
+ * (1..k) reads levels[s] and levels[s-1] and writes u^{n+s} into levels[s+1]. In place
+ * (the solver's two buffers) the list alternates b, a, b, a, ... so each step
+ * overwrites the level it reads last; out of place (a channel's slot) every level is
+ * its own frame and each one is written once, straight from cache.
  * Step s updates the box grown by ext[side] * (k - s) on each side (ext = 1 towards a
  * neighbour whose halo is k deep, 0 at the global boundary), so the last step covers
  * exactly [i0, i1) x [j0, j1) and every point it needs was computed by the step before.
  *
  * Wavefront over rows: in sweep r, step s updates row r - (s - 1), for s = 1..k in
  * that order. Step s at row i needs step s-1 rows i-1..i+1 (row i+1 was done earlier
- * in the same sweep), and overwrites level n+s-2 at row i, which step s-1 last read
- * when it updated row i+1 (also earlier in the sweep). So each row is loaded from
- * memory once per block and reused k times while the last k+2 rows of both arrays
- * stay in cache (about 2 (k+2) rows: 1.3 MiB at k = 8 and 16 K float32 per row).
+ * in the same sweep); in place it overwrites level n+s-1's predecessor at row i,
+ * which step s-1 last read when it updated row i+1 (also earlier in the sweep). So
+ * each row is loaded from memory once per block and reused k times while the last
+ * k+2 rows of each level stay in cache (in place: about 2 (k+2) rows, 0.6 MiB at
+ * k = 16 and 4 K float32 per row). Whole rows, not tiles: rows are long and
+ * contiguous, the pipeline needs no skewed tile shapes, and each step of each row is
+ * the same vectorised loop as the single-pass kernel, so results are bitwise equal.
  */
-#define WAVE_BLOCK(NAME, T)                                                             \
-    void NAME(T *a, T *b, ptrdiff_t stride, ptrdiff_t i0, ptrdiff_t i1,                 \
-              ptrdiff_t j0, ptrdiff_t j1, const ptrdiff_t *ext, ptrdiff_t k,            \
+#define WAVE_LEVELS(NAME, T)                                                            \
+    void NAME(T *const *levels, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t i0,            \
+              ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, const ptrdiff_t *ext,           \
               T cx, T cy)                                                               \
     {                                                                                   \
         if (k < 1) return;                                                              \
@@ -86,18 +91,16 @@ WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
                 if (i < i0 - ext[0] * grow || i >= i1 + ext[1] * grow) continue;        \
                 const ptrdiff_t lo = j0 - ext[2] * grow, hi = j1 + ext[3] * grow;       \
                 if (lo >= hi) continue;                                                 \
-                const T *cur = (s & 1) ? a : b;                                         \
-                T *out = (s & 1) ? b : a;                                               \
-                const T *row = cur + i * stride;                                        \
-                T *next = out + i * stride;                                             \
-                ROW_UPDATE(T, row, row - stride, row + stride, next, next, lo, hi,      \
-                           cx, cy)                                                      \
+                const T *row = levels[s] + i * stride;                                  \
+                ROW_UPDATE(T, row, row - stride, row + stride,                          \
+                           levels[s - 1] + i * stride, levels[s + 1] + i * stride,      \
+                           lo, hi, cx, cy)                                              \
             }                                                                           \
         }                                                                               \
     }
 
-WAVE_BLOCK(tc_wave_block_f32, float)
-WAVE_BLOCK(tc_wave_block_f64, double)
+WAVE_LEVELS(tc_wave_levels_f32, float)
+WAVE_LEVELS(tc_wave_levels_f64, double)
 
 /* Memory-bandwidth probes compiled with the same flags (for the stencil benchmark).
  * `update` has the traffic of a leapfrog step: read two arrays, write one of them in

@@ -92,3 +92,24 @@ def test_wave_cli_time_block_matches_k1(tmp_path):
     assert np.array_equal(k1, k8)
     summary = json.loads((tmp_path / "k8" / "summary.json").read_text())
     assert summary["time_block"] == 8 and summary["halo_fraction"] is not None
+
+
+@pytest.mark.parametrize("kernel", ["c", "numpy"])
+def test_stepping_into_frames_equals_stepping_in_place(comm_self, kernel):
+    cfg = WaveConfig(grid=GRID, steps=12, dt=stable_dt(1.0, GRID, 0.6), dtype="float64",
+                     kernel=kernel, init="gaussian", pulses=2, seed=5, time_block=4)
+    with WaveSolver(cfg, comm_self) as ref:
+        ref.step(1)
+        expected = []
+        for _ in range(11):
+            ref.step(1)
+            expected.append(np.array(ref.field))
+    with WaveSolver(cfg, comm_self) as solver:
+        with pytest.raises(ValueError, match="needs the Taylor start first"):
+            solver.step_into_frames([])
+        solver.step(1)
+        frames = [np.zeros(solver.block.padded_shape) for _ in range(11)]
+        solver.step_into_frames(frames)  # blocks of 4, 4 and 3 steps
+        assert solver.steps_done == 12 and solver.u is frames[-1]
+        for frame, want in zip(frames, expected):
+            assert np.array_equal(frame[solver.block.owned], want)

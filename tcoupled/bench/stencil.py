@@ -36,8 +36,13 @@ def sizes_for(llc: int | None, quick: bool) -> list[int]:
     return sizes
 
 
-def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int) -> list[dict]:
-    """Bound, single-pass backends, C blocks and Devito at one size; one row each."""
+def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int,
+                 fks: list[int]) -> list[dict]:
+    """Bound, single-pass backends, C blocks, slot frames and Devito at one size.
+
+    ``fks``: block lengths for the slot-frame rows (``couple``'s case: every step is
+    kept), measured against one call per frame over ``max(fks)`` frames.
+    """
     from tcoupled.sim.backends import available_backends, load_backend
 
     u, prev, box, block = sk.grid_arrays(n, dtype)
@@ -51,6 +56,13 @@ def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int) ->
     for k in ks:
         rows.append({"backend": "c-blocked", "k": k, **base,
                      "cells_per_s": sk.blocked_rate(u, prev, box, k)})
+    frames = fks[-1] if fks else 0
+    if frames:
+        rows.append({"backend": "c-frames", "k": 1, **base,
+                     "cells_per_s": sk.frames_rate(u, prev, box, frames, blocked=False)})
+    for k in fks:
+        rows.append({"backend": "c-frames-blocked", "k": k, **base,
+                     "cells_per_s": sk.frames_rate(u, prev, box, k, blocked=True)})
     del u, prev
     if devito:
         found = sk.devito_rate(n, dtype, steps)
@@ -106,7 +118,8 @@ def run(options: dict) -> dict:
     for dtype in ("float32", "float64"):
         for n in sizes:
             devito = options.get("devito", True) and (n == sizes[-1] or not quick)
-            rows = measure_size(n, dtype, ks, devito, steps=5 if quick else 20)
+            fks = ([2, 4] if quick else [2, 4, 8]) if n == sizes[-1] else []
+            rows = measure_size(n, dtype, ks, devito, 5 if quick else 20, fks)
             results["rows"] += rows
         big = [r for r in results["rows"] if r["dtype"] == dtype and r["n"] == sizes[-1]]
         results["bandwidth"][dtype] = {"update_GBps": big[0]["bound_GBps"], "n": sizes[-1]}
@@ -122,7 +135,7 @@ def headline(results: dict) -> dict:
     """At the largest size in float32: single and blocked C against the bound and Devito."""
     n = results["sizes"][-1]
     rows = [r for r in results["rows"] if r["n"] == n and r["dtype"] == "float32"]
-    pick = {r["backend"]: r for r in rows if r["backend"] != "c-blocked"}
+    pick = {r["backend"]: r for r in rows if r["k"] == 1}
     head: dict[str, Any] = {"n": n, "dtype": "float32", "llc_bytes": results["llc_bytes"]}
     if "bound" not in pick or "c" not in pick:
         return head
@@ -139,6 +152,11 @@ def headline(results: dict) -> dict:
         head.update(blocked_k=best["k"], c_blocked_cells_per_s=best["cells_per_s"],
                     c_blocked_over_bound=best["fraction_of_bound"],
                     c_blocked_over_single=best["cells_per_s"] / single["cells_per_s"])
+    framed = [r for r in rows if r["backend"] == "c-frames-blocked"]
+    if framed and "c-frames" in pick:
+        fbest = max(framed, key=lambda r: r["cells_per_s"])
+        head.update(frames_k=fbest["k"], frames_blocked_over_single=(
+            fbest["cells_per_s"] / pick["c-frames"]["cells_per_s"]))
     if "numpy" in pick:
         head["c_over_numpy"] = single["cells_per_s"] / pick["numpy"]["cells_per_s"]
     if "devito" in pick:
@@ -172,7 +190,8 @@ def table(results: dict) -> list[str]:
         lines.append(f"{r['mode']:<6} scaling: {r['ranks']} rank(s), {r['grid']}^2: "
                      f"{r['cells_per_s'] / 1e6:.1f} Mcells/s, halo {r['halo_fraction']:.0%}")
     head = results.get("headline", {})
-    keys = ("c_single_over_bound", "c_blocked_over_bound", "blocked_k", "c_blocked_over_devito")
+    keys = ("c_single_over_bound", "c_blocked_over_bound", "blocked_k", "c_blocked_over_devito",
+            "frames_blocked_over_single")
     lines.append("headline: " + ", ".join(f"{k} {head[k]:.3g}" for k in keys if k in head))
     return lines
 

@@ -98,6 +98,28 @@ def blocked_rate(u: np.ndarray, prev: np.ndarray, box: tuple, k: int) -> float:
     return cells(box) * k / best_time(lambda: c.block(u, prev, box, (0, 0, 0, 0), k, CX, CY))
 
 
+def frames_rate(u: np.ndarray, prev: np.ndarray, box: tuple, k: int, blocked: bool) -> float:
+    """Cells per second of ``k`` steps written into ``k`` fresh frames (a slot's).
+
+    Each frame is written once, out of place, as ``couple`` stores every step for the
+    trainer: either one call per step (each step reads two frames from memory and
+    writes one) or one temporal block for all ``k`` (rows reused from cache).
+    """
+    from tcoupled.sim.backends import load_backend
+
+    c = load_backend("c")
+    levels = [prev, u, *(np.zeros_like(u) for _ in range(k))]
+
+    def one_by_one() -> None:
+        for s in range(1, k + 1):
+            c.step(levels[s], levels[s - 1], levels[s + 1], box, CX, CY)
+
+    def block() -> None:
+        c.levels(levels, box, (0, 0, 0, 0), CX, CY)
+
+    return cells(box) * k / best_time(block if blocked else one_by_one)
+
+
 def devito_rate(n: int, dtype: str, steps: int) -> dict | None:
     """Devito's best rate on the same update, one core (``None`` if Devito is missing).
 

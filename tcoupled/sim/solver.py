@@ -21,6 +21,7 @@ from tcoupled.runtime.errors import ConfigError, PhysicsError
 from tcoupled.runtime.faults import inject
 from tcoupled.runtime.telemetry import PhaseTimer
 from tcoupled.sim.backends import resolve_backend, resolve_device
+from tcoupled.sim.blocking import in_place_levels, run_block
 from tcoupled.sim.config import WaveConfig, grid_spacing
 from tcoupled.sim.decomposition import Block, check_grid_fits
 from tcoupled.sim.halo import HaloExchange
@@ -145,22 +146,32 @@ class WaveSolver:
             self.check_finite()
 
     def _block(self, k: int) -> None:
-        """``k`` leapfrog steps after one exchange of ``k``-deep halos; swaps as ``k`` steps do."""
-        with self.timers.phase("halo"):
-            self.halo.exchange_deep([(self.u, k), (self.u_prev, k - 1)])
-        box, ext = self.block.update_box(), self.block.growth()
-        with self.timers.phase("sim"):
-            if hasattr(self.backend, "block"):
-                self.backend.block(self.u, self.u_prev, box, ext, k, self.cx, self.cy)
-                if k % 2:
-                    self.u, self.u_prev = self.u_prev, self.u
-                return
-            for s in range(1, k + 1):  # the same boxes, one backend call per step
-                g = k - s
-                grown = (box[0] - ext[0] * g, box[1] + ext[1] * g,
-                         box[2] - ext[2] * g, box[3] + ext[3] * g)
-                self.backend.step(self.u, self.u_prev, self.u_prev, grown, self.cx, self.cy)
-                self.u, self.u_prev = self.u_prev, self.u
+        """``k`` steps in the two buffers after one deep exchange; swaps as ``k`` steps do."""
+        levels = in_place_levels(self.u, self.u_prev, k)
+        run_block(self, levels, k)
+        self.u_prev, self.u = levels[k], levels[k + 1]
+
+    def step_into_frames(self, frames: list) -> None:
+        """Advance ``len(frames)`` steps, writing ``u^{n+s}`` into ``frames[s - 1]``.
+
+        The frames are padded arrays the caller owns (a channel's slot), with zeros (or
+        any earlier level) on the global boundary; each is written once, by a block of
+        up to ``time_block`` steps in one pass over memory, and the last two become
+        ``u_prev`` and ``u``. Needs a first step taken (the Taylor start) with
+        :meth:`step`.
+        """
+        if self.steps_done == 0:
+            raise ValueError("step_into_frames needs the Taylor start first: call step(1)")
+        done = 0
+        while done < len(frames):
+            k = min(self.time_block, len(frames) - done)
+            levels = [self.u_prev, self.u, *frames[done:done + k]]
+            run_block(self, levels, k)
+            self.u_prev, self.u = levels[-2], levels[-1]
+            done += k
+            for _ in range(k):
+                self.steps_done += 1
+                self._after_step()
 
     def _leapfrog(self) -> None:
         with self.timers.phase("halo"):

@@ -49,8 +49,8 @@ def _library() -> ctypes.CDLL:
         getattr(lib, f"tc_update_{sfx}").argtypes = [ptr, ptr, ctype, ssize]
         getattr(lib, f"tc_wave_boxes_{sfx}").argtypes = [ptr, ptr, ptr, ssize, ptr, ssize,
                                                          ctype, ctype]
-        getattr(lib, f"tc_wave_block_{sfx}").argtypes = [ptr, ptr, ssize, ssize, ssize, ssize,
-                                                         ssize, ptr, ssize, ctype, ctype]
+        getattr(lib, f"tc_wave_levels_{sfx}").argtypes = [
+            ctypes.POINTER(ptr), ssize, ssize, ssize, ssize, ssize, ssize, ptr, ctype, ctype]
     return lib
 
 
@@ -109,12 +109,29 @@ class CBackend:
         ``ext[side] * (k - s)`` (``ext`` per side: i0, i1, j0, j1; 1 towards a halo at
         least ``k`` deep, 0 at the global boundary).
         """
-        _check_pair(a, b)
+        self.levels(([b, a] * (k // 2 + 2))[:k + 2], box, ext, cx, cy, k)
+
+    def levels(self, levels: list, box: tuple[int, int, int, int],
+               ext: tuple[int, int, int, int], cx: float, cy: float,
+               k: int | None = None) -> None:
+        """Advance ``k`` steps in one C call: ``levels[s + 1]`` gets ``u^{n+s}``.
+
+        ``levels[0]`` holds ``u^{n-1}`` and ``levels[1]`` holds ``u^n``; the others are
+        written (separate frames, or the two buffers alternating for in place).
+        ``k`` defaults to ``len(levels) - 2``.
+        """
+        k = len(levels) - 2 if k is None else k
+        if k < 1:
+            return
+        if len(levels) < k + 2:
+            raise ValueError(f"{k} steps need {k + 2} levels, got {len(levels)}")
+        for level in levels[1:k + 2]:
+            _check_pair(levels[0], level)
+        table = (ctypes.c_void_p * (k + 2))(*(lv.ctypes.data for lv in levels[:k + 2]))
         grow = np.ascontiguousarray(ext, dtype=np.intp)
         i0, i1, j0, j1 = box
-        fn = getattr(self.lib, f"tc_wave_block_{_SUFFIX[a.dtype]}")
-        fn(a.ctypes.data, b.ctypes.data, a.shape[1], i0, i1, j0, j1, grow.ctypes.data, k,
-           cx, cy)
+        fn = getattr(self.lib, f"tc_wave_levels_{_SUFFIX[levels[0].dtype]}")
+        fn(table, k, levels[0].shape[1], i0, i1, j0, j1, grow.ctypes.data, cx, cy)
 
     def copy(self, a: np.ndarray, b: np.ndarray) -> None:
         """STREAM copy ``b[:] = a`` (bandwidth probe)."""
