@@ -113,3 +113,11 @@ def test_stepping_into_frames_equals_stepping_in_place(comm_self, kernel):
         assert solver.steps_done == 12 and solver.u is frames[-1]
         for frame, want in zip(frames, expected):
             assert np.array_equal(frame[solver.block.owned], want)
+
+
+def test_couple_refuses_time_block_in_one_line(tmp_path):
+    proc = tcoupled("couple", "--time-block", "4", "--out", str(tmp_path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tcoupled couple: error: --time-block 4 is not available in couple yet: the slot "
+        "frames are filled one step at a time; use --time-block 1"]
