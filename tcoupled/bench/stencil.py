@@ -37,32 +37,25 @@ def sizes_for(llc: int | None, quick: bool) -> list[int]:
 
 
 def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int,
-                 fks: list[int]) -> list[dict]:
+                 fks: list[int], rounds: int = 3) -> list[dict]:
     """Bound, single-pass backends, C blocks, slot frames and Devito at one size.
 
     ``fks``: block lengths for the slot-frame rows (``couple``'s case: every step is
-    kept), measured against one call per frame over ``max(fks)`` frames.
+    kept), measured against one call per frame over ``max(fks)`` frames. Every C
+    figure is the best of ``rounds`` interleaved rounds.
     """
-    from tcoupled.sim.backends import available_backends, load_backend
-
-    u, prev, box, block = sk.grid_arrays(n, dtype)
-    bound = sk.bound_rate(u, prev, box)
-    base = {"dtype": dtype, "n": n, "array_bytes": u.nbytes,
-            "bound_cells_per_s": bound["cells_per_s"], "bound_GBps": bound["GBps"]}
-    rows = [{"backend": "bound", "k": 1, "cells_per_s": bound["cells_per_s"], **base}]
-    for name in available_backends():
-        rows.append({"backend": name, "k": 1, **base,
-                     "cells_per_s": sk.single_rate(load_backend(name), u, prev, box)})
-    for k in ks:
-        rows.append({"backend": "c-blocked", "k": k, **base,
-                     "cells_per_s": sk.blocked_rate(u, prev, box, k)})
-    frames = fks[-1] if fks else 0
-    if frames:
-        rows.append({"backend": "c-frames", "k": 1, **base,
-                     "cells_per_s": sk.frames_rate(u, prev, box, frames, blocked=False)})
-    for k in fks:
-        rows.append({"backend": "c-frames-blocked", "k": k, **base,
-                     "cells_per_s": sk.frames_rate(u, prev, box, k, blocked=True)})
+    u, prev, box, _ = sk.grid_arrays(n, dtype)
+    best: dict[tuple[str, int], float] = {}
+    for round_ in range(rounds):  # interleaved, so drift on a shared machine hits all alike
+        for backend, k, probe in _probes(u, prev, box, ks, fks):
+            if backend == "numpy" and round_:
+                continue  # slow and far from every other figure: once is enough
+            best[(backend, k)] = max(best.get((backend, k), 0.0), probe())
+    bound = best.pop(("bound", 1))
+    base = {"dtype": dtype, "n": n, "array_bytes": u.nbytes, "bound_cells_per_s": bound,
+            "bound_GBps": 3 * u.nbytes * bound / sk.cells(box) / 1e9}
+    rows = [{"backend": backend, "k": k, "cells_per_s": rate, **base}
+            for (backend, k), rate in [(("bound", 1), bound), *best.items()]]
     del u, prev
     if devito:
         found = sk.devito_rate(n, dtype, steps)
@@ -72,6 +65,25 @@ def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int,
     for row in rows:
         row["fraction_of_bound"] = row["cells_per_s"] / row["bound_cells_per_s"]
     return rows
+
+
+def _probes(u: Any, prev: Any, box: tuple, ks: list[int], fks: list[int]) -> list:
+    """``(backend, k, measure)`` for every figure taken on these arrays (cells/s)."""
+    from tcoupled.sim.backends import available_backends, load_backend
+
+    probes: list[tuple[str, int, Any]] = [
+        ("bound", 1, lambda: sk.bound_rate(u, prev, box)["cells_per_s"])]
+    for name in available_backends():
+        backend = load_backend(name)
+        probes.append((name, 1, lambda b=backend: sk.single_rate(b, u, prev, box)))
+    for k in ks:
+        probes.append(("c-blocked", k, lambda k=k: sk.blocked_rate(u, prev, box, k)))
+    if fks:
+        probes.append(("c-frames", 1, lambda: sk.frames_rate(u, prev, box, fks[-1], False)))
+    for k in fks:
+        probes.append(("c-frames-blocked", k,
+                       lambda k=k: sk.frames_rate(u, prev, box, k, True)))
+    return probes
 
 
 def wave_launch(ranks: int, n: int, steps: int, dtype: str, k: int = 1) -> dict:
@@ -119,7 +131,8 @@ def run(options: dict) -> dict:
         for n in sizes:
             devito = options.get("devito", True) and (n == sizes[-1] or not quick)
             fks = ([2, 4] if quick else [2, 4, 8]) if n == sizes[-1] else []
-            rows = measure_size(n, dtype, ks, devito, 5 if quick else 20, fks)
+            rows = measure_size(n, dtype, ks, devito, 5 if quick else 20, fks,
+                                rounds=1 if quick else 3)
             results["rows"] += rows
         big = [r for r in results["rows"] if r["dtype"] == dtype and r["n"] == sizes[-1]]
         results["bandwidth"][dtype] = {"update_GBps": big[0]["bound_GBps"], "n": sizes[-1]}
