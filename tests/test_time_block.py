@@ -121,3 +121,22 @@ def test_couple_refuses_time_block_in_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tcoupled couple: error: --time-block 4 is not available in couple yet: the slot "
         "frames are filled one step at a time; use --time-block 1"]
+
+
+def test_stencil_bench_picks_a_size_beyond_twice_the_cache_and_reads_ratios():
+    from tcoupled.bench.stencil import headline, sizes_for
+
+    assert sizes_for(32 * 2**20, quick=False)[-1] == 4096       # 2 x 64 MiB > 2 x 32 MiB
+    assert sizes_for(480 * 2**20, quick=False)[-1] == 16384     # 2 x 1 GiB > 2 x 480 MiB
+    base = {"n": 4096, "dtype": "float32", "array_bytes": 100, "bound_cells_per_s": 10.0,
+            "bound_GBps": 1.0}
+    rows = [dict(base, backend=b, k=k, cells_per_s=v, fraction_of_bound=v / 10.0)
+            for b, k, v in (("bound", 1, 10.0), ("c", 1, 9.0), ("c-blocked", 4, 20.0),
+                            ("c-blocked", 8, 25.0), ("devito", 1, 5.0))]
+    rows[-1]["config"] = "advanced"
+    head = headline({"sizes": [512, 4096], "llc_bytes": 50, "rows": rows,
+                     "halo_by_k": [{"k": 1, "halo_fraction": 0.5}]})
+    assert head["c_single_over_bound"] == 0.9 and head["blocked_k"] == 8
+    assert head["c_blocked_over_bound"] == 2.5 and head["c_blocked_over_devito"] == 5.0
+    assert head["arrays_bytes"] == 200 and head["arrays_over_llc"] == 4.0
+    assert head["halo_fraction_2_ranks_by_k"] == {"1": 0.5}
