@@ -24,14 +24,40 @@
         (next)[j] = (T)2 * c - (prev)[j] + (cx) * lap_x + (cy) * lap_y;                 \
     }
 
+/* The single pass streams u and u_prev from memory; on the development machine (Zen 4
+ * under KVM) it ran at about 0.4 of the in-place stream with 512-bit vectors and no
+ * software prefetch, and at about 0.75 with 256-bit vectors and the two memory streams
+ * (the row below, and u_prev) prefetched 8 KiB ahead. The temporal block, which works
+ * in cache, keeps the wider vectors. Vector width does not change any result. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define STREAMING __attribute__((target("prefer-vector-width=256")))
+#else
+#define STREAMING
+#endif
+#define PREFETCH_BYTES 8192
+#define CHUNK_BYTES 256
+
 #define WAVE_STEP(NAME, T)                                                              \
-    void NAME(const T *u, const T *u_prev, T *u_next, ptrdiff_t stride,                 \
-              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, T cx, T cy)       \
+    STREAMING void NAME(const T *u, const T *u_prev, T *u_next, ptrdiff_t stride,       \
+                        ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1,         \
+                        T cx, T cy)                                                     \
     {                                                                                   \
+        const ptrdiff_t chunk = CHUNK_BYTES / (ptrdiff_t)sizeof(T);                     \
         for (ptrdiff_t i = i0; i < i1; ++i) {                                           \
             const T *row = u + i * stride;                                              \
-            ROW_UPDATE(T, row, row - stride, row + stride, u_prev + i * stride,         \
-                       u_next + i * stride, j0, j1, cx, cy)                             \
+            const T *prev = u_prev + i * stride;                                        \
+            T *next = u_next + i * stride;                                              \
+            for (ptrdiff_t jb = j0; jb < j1; jb += chunk) {                             \
+                const ptrdiff_t je = jb + chunk < j1 ? jb + chunk : j1;                 \
+                for (int b = 0; b < CHUNK_BYTES; b += 64) {                             \
+                    __builtin_prefetch((const char *)(row + stride + jb)                \
+                                       + PREFETCH_BYTES + b);                           \
+                    __builtin_prefetch((const char *)(next + jb) + PREFETCH_BYTES + b,  \
+                                       1);                                              \
+                }                                                                       \
+                ROW_UPDATE(T, row, row - stride, row + stride, prev, next, jb, je,      \
+                           cx, cy)                                                      \
+            }                                                                           \
         }                                                                               \
     }
 
