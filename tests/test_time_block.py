@@ -126,7 +126,7 @@ def test_couple_refuses_time_block_in_one_line(tmp_path):
 def test_stencil_bench_picks_a_size_beyond_twice_the_cache_and_reads_ratios():
     from tcoupled.bench.stencil import headline, sizes_for
 
-    assert sizes_for(32 * 2**20, quick=False)[-1] == 4096       # 2 x 64 MiB > 2 x 32 MiB
+    assert sizes_for(32 * 2**20, quick=False) == [512, 2048, 4096]  # 2 x 64 MiB > 2 x 32 MiB
     assert sizes_for(480 * 2**20, quick=False)[-1] == 16384     # 2 x 1 GiB > 2 x 480 MiB
     base = {"n": 4096, "dtype": "float32", "array_bytes": 100, "bound_cells_per_s": 10.0,
             "bound_GBps": 1.0}

@@ -1,7 +1,8 @@
 """Stencil benchmark: the C kernels against an honest single-pass bound and Devito.
 
 At every size and dtype, in one run and on the same arrays (laid out as the solver
-lays them out): the bound (an in-place stream with the traffic of one leapfrog
+lays them out), each figure the median (with min and max) of five windows of at least
+one second, the probes taking turns: the bound (an in-place stream with the traffic of one leapfrog
 step, :mod:`tcoupled.bench.stencil_kernels`), every kernel backend's single pass,
 the C temporal block at several ``K``, and Devito's best configuration. The largest
 size is chosen so that its two arrays exceed twice the last-level cache read from
@@ -20,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tcoupled.bench import stencil_kernels as sk
 
 NAME = "stencil"
@@ -29,61 +32,47 @@ def sizes_for(llc: int | None, quick: bool) -> list[int]:
     """Grid sides; the last one's two float32 arrays exceed 2x the last-level cache."""
     if quick:
         return [64, 256]
-    sizes = [512, 1024, 2048, 4096]
+    sizes = [512, 2048, 4096]
     need = math.sqrt((llc or 0) / 4)  # 2 n^2 * 4 bytes > 2 llc
     while sizes[-1] <= need:
         sizes.append(sizes[-1] * 2)
     return sizes
 
 
-def measure_size(n: int, dtype: str, ks: list[int], devito: bool, steps: int,
-                 fks: list[int], rounds: int = 3) -> list[dict]:
+def measure_size(n: int, dtype: str, ks: list[int], devito: bool, fks: list[int],
+                 seconds: float, repeats: int) -> list[dict]:
     """Bound, single-pass backends, C blocks, slot frames and Devito at one size.
 
     ``fks``: block lengths for the slot-frame rows (``couple``'s case: every step is
-    kept), measured against one call per frame over ``max(fks)`` frames. Every C
-    figure is the best of ``rounds`` interleaved rounds.
+    kept), measured against one call per frame over ``max(fks)`` frames. Every figure
+    is the median of ``repeats`` windows of ``seconds``, the probes taking turns.
     """
+    from tcoupled.sim.backends import available_backends, load_backend
+
     u, prev, box, _ = sk.grid_arrays(n, dtype)
-    best: dict[tuple[str, int], float] = {}
-    for round_ in range(rounds):  # interleaved, so drift on a shared machine hits all alike
-        for backend, k, probe in _probes(u, prev, box, ks, fks):
-            if backend == "numpy" and round_:
-                continue  # slow and far from every other figure: once is enough
-            best[(backend, k)] = max(best.get((backend, k), 0.0), probe())
-    bound = best.pop(("bound", 1))
+    probes: dict[tuple[str, int], sk.Probe] = {("bound", 1): sk.bound_probe(u, prev, box)}
+    for name in available_backends():
+        probes[(name, 1)] = sk.single_probe(load_backend(name), u, prev, box)
+    for k in ks:
+        probes[("c-blocked", k)] = sk.blocked_probe(u, prev, box, k)
+    pool = [np.zeros_like(u) for _ in range(max(fks, default=0))]
+    if fks:
+        probes[("c-frames", 1)] = sk.frames_probe(u, prev, box, pool, fks[-1], False)
+    for k in fks:
+        probes[("c-frames-blocked", k)] = sk.frames_probe(u, prev, box, pool, k, True)
+    rates = sk.window_rates(probes, seconds, repeats)
+    bound = rates[("bound", 1)]["cells_per_s"]
     base = {"dtype": dtype, "n": n, "array_bytes": u.nbytes, "bound_cells_per_s": bound,
             "bound_GBps": 3 * u.nbytes * bound / sk.cells(box) / 1e9}
-    rows = [{"backend": backend, "k": k, "cells_per_s": rate, **base}
-            for (backend, k), rate in [(("bound", 1), bound), *best.items()]]
-    del u, prev
+    rows = [{"backend": backend, "k": k, **rate, **base} for (backend, k), rate in rates.items()]
+    del u, prev, pool, probes
     if devito:
-        found = sk.devito_rate(n, dtype, steps)
+        found = sk.devito_rate(n, dtype, seconds, repeats)
         if found is not None:
-            rows.append({"backend": "devito", "k": 1, "config": found["config"], **base,
-                         "cells_per_s": found["cells_per_s"]})
+            rows.append({"backend": "devito", "k": 1, **found, **base})
     for row in rows:
         row["fraction_of_bound"] = row["cells_per_s"] / row["bound_cells_per_s"]
     return rows
-
-
-def _probes(u: Any, prev: Any, box: tuple, ks: list[int], fks: list[int]) -> list:
-    """``(backend, k, measure)`` for every figure taken on these arrays (cells/s)."""
-    from tcoupled.sim.backends import available_backends, load_backend
-
-    probes: list[tuple[str, int, Any]] = [
-        ("bound", 1, lambda: sk.bound_rate(u, prev, box)["cells_per_s"])]
-    for name in available_backends():
-        backend = load_backend(name)
-        probes.append((name, 1, lambda b=backend: sk.single_rate(b, u, prev, box)))
-    for k in ks:
-        probes.append(("c-blocked", k, lambda k=k: sk.blocked_rate(u, prev, box, k)))
-    if fks:
-        probes.append(("c-frames", 1, lambda: sk.frames_rate(u, prev, box, fks[-1], False)))
-    for k in fks:
-        probes.append(("c-frames-blocked", k,
-                       lambda k=k: sk.frames_rate(u, prev, box, k, True)))
-    return probes
 
 
 def wave_launch(ranks: int, n: int, steps: int, dtype: str, k: int = 1) -> dict:
@@ -131,8 +120,8 @@ def run(options: dict) -> dict:
         for n in sizes:
             devito = options.get("devito", True) and (n == sizes[-1] or not quick)
             fks = ([2, 4] if quick else [2, 4, 8]) if n == sizes[-1] else []
-            rows = measure_size(n, dtype, ks, devito, 5 if quick else 20, fks,
-                                rounds=1 if quick else 3)
+            rows = measure_size(n, dtype, ks, devito, fks, seconds=0.05 if quick else 1.0,
+                                repeats=2 if quick else 5)
             results["rows"] += rows
         big = [r for r in results["rows"] if r["dtype"] == dtype and r["n"] == sizes[-1]]
         results["bandwidth"][dtype] = {"update_GBps": big[0]["bound_GBps"], "n": sizes[-1]}
@@ -186,12 +175,13 @@ def headline(results: dict) -> dict:
 
 def table(results: dict) -> list[str]:
     """Printable rows."""
-    lines = [f"{'backend':<10} {'K':>3} {'dtype':<8} {'n':>6} {'Mcells/s':>10} {'bound':>8} "
-             f"{'frac':>6}"]
+    lines = [f"{'backend':<16} {'K':>3} {'dtype':<8} {'n':>6} {'Mcells/s':>9} "
+             f"{'[min-max]':>13} {'bound':>6} {'frac':>5}"]
     for r in results["rows"]:
-        lines.append(f"{r['backend']:<10} {r['k']:>3} {r['dtype']:<8} {r['n']:>6} "
-                     f"{r['cells_per_s'] / 1e6:>10.1f} {r['bound_cells_per_s'] / 1e6:>8.0f} "
-                     f"{r['fraction_of_bound']:>6.2f}")
+        spread = f"[{r['min'] / 1e6:.0f}-{r['max'] / 1e6:.0f}]" if "min" in r else ""
+        lines.append(f"{r['backend']:<16} {r['k']:>3} {r['dtype']:<8} {r['n']:>6} "
+                     f"{r['cells_per_s'] / 1e6:>9.1f} {spread:>13} "
+                     f"{r['bound_cells_per_s'] / 1e6:>6.0f} {r['fraction_of_bound']:>5.2f}")
     llc = results.get("llc_bytes")
     for dtype, bw in results["bandwidth"].items():
         lines.append(f"bandwidth {dtype}: in-place update stream {bw['update_GBps']:.1f} GB/s "

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from tcoupled.bench.timing import best_time
 
 CX = CY = 0.2  # Courant numbers squared: stable (cx + cy <= 1), so values stay bounded
 
@@ -66,19 +67,43 @@ def cells(box: tuple) -> int:
     return (box[1] - box[0]) * (box[3] - box[2])
 
 
-def bound_rate(u: np.ndarray, prev: np.ndarray, box: tuple) -> dict[str, float]:
-    """The in-place stream over both arrays: GB/s and the bound in cells per second."""
+Probe = tuple[Callable[[], None], int]  # (one call, cell updates it does)
+
+
+def window_rates(probes: dict[Any, Probe], seconds: float, repeats: int) -> dict[Any, dict]:
+    """Cells per second of each probe: median, min and max over ``repeats`` windows.
+
+    Each window calls the probe until ``seconds`` of wall-clock time have passed; the
+    probes take turns window by window, so the machine's drift hits them all alike.
+    """
+    rates: dict[Any, list[float]] = {key: [] for key in probes}
+    for fn, _ in probes.values():
+        fn()  # warm-up: page faults, caches
+    for _ in range(repeats):
+        for key, (fn, work) in probes.items():
+            calls, start = 0, time.perf_counter()
+            while True:
+                fn()
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    break
+            rates[key].append(work * calls / elapsed)
+    return {key: {"cells_per_s": statistics.median(r), "min": min(r), "max": max(r),
+                  "windows": len(r)} for key, r in rates.items()}
+
+
+def bound_probe(u: np.ndarray, prev: np.ndarray, box: tuple) -> Probe:
+    """The in-place stream ``b = a + s b`` over both arrays, counted in cells of ``box``."""
     from tcoupled.sim.backends import load_backend
 
     c = load_backend("c")
     a, b = u.reshape(-1), prev.reshape(-1)
-    seconds = best_time(lambda: c.update(a, b, 0.5))  # b -> 2a: stays bounded
-    gbps = 3 * a.nbytes / seconds / 1e9
-    return {"GBps": gbps, "cells_per_s": cells(box) / seconds}
+    return (lambda: c.update(a, b, 0.5)), cells(box)  # b -> 2a: stays bounded
 
 
-def single_rate(backend: Any, u: np.ndarray, prev: np.ndarray, box: tuple) -> float:
-    """Cells per second of one in-place leapfrog step over the whole box (one call)."""
+def single_probe(backend: Any, u: np.ndarray, prev: np.ndarray, box: tuple) -> Probe:
+    """One in-place leapfrog step over the whole box (one call)."""
     xp = backend.xp
     du, dprev = xp.asarray(u), xp.asarray(prev)
 
@@ -87,28 +112,29 @@ def single_rate(backend: Any, u: np.ndarray, prev: np.ndarray, box: tuple) -> fl
         if xp is not np:
             xp.cuda.get_current_stream().synchronize()
 
-    return cells(box) / best_time(step)
+    return step, cells(box)
 
 
-def blocked_rate(u: np.ndarray, prev: np.ndarray, box: tuple, k: int) -> float:
-    """Cells per second of the C temporal block of ``k`` steps (one call per block)."""
+def blocked_probe(u: np.ndarray, prev: np.ndarray, box: tuple, k: int) -> Probe:
+    """The C temporal block of ``k`` steps (one call per block)."""
     from tcoupled.sim.backends import load_backend
 
     c = load_backend("c")
-    return cells(box) * k / best_time(lambda: c.block(u, prev, box, (0, 0, 0, 0), k, CX, CY))
+    return (lambda: c.block(u, prev, box, (0, 0, 0, 0), k, CX, CY)), cells(box) * k
 
 
-def frames_rate(u: np.ndarray, prev: np.ndarray, box: tuple, k: int, blocked: bool) -> float:
-    """Cells per second of ``k`` steps written into ``k`` fresh frames (a slot's).
+def frames_probe(u: np.ndarray, prev: np.ndarray, box: tuple, pool: list, k: int,
+                 blocked: bool) -> Probe:
+    """``k`` steps written into ``k`` frames of ``pool`` (a slot's), each written once.
 
-    Each frame is written once, out of place, as ``couple`` stores every step for the
-    trainer: either one call per step (each step reads two frames from memory and
-    writes one) or one temporal block for all ``k`` (rows reused from cache).
+    Out of place, as ``couple`` stores every step for the trainer: one call per step
+    (each step reads two frames from memory and writes one) or one temporal block for
+    all ``k`` (rows reused from cache, each frame still written to memory).
     """
     from tcoupled.sim.backends import load_backend
 
     c = load_backend("c")
-    levels = [prev, u, *(np.zeros_like(u) for _ in range(k))]
+    levels = [prev, u, *pool[:k]]
 
     def one_by_one() -> None:
         for s in range(1, k + 1):
@@ -117,23 +143,25 @@ def frames_rate(u: np.ndarray, prev: np.ndarray, box: tuple, k: int, blocked: bo
     def block() -> None:
         c.levels(levels, box, (0, 0, 0, 0), CX, CY)
 
-    return cells(box) * k / best_time(block if blocked else one_by_one)
+    return (block if blocked else one_by_one), cells(box) * k
 
 
-def devito_rate(n: int, dtype: str, steps: int) -> dict | None:
-    """Devito's best rate on the same update, one core (``None`` if Devito is missing).
+def devito_rate(n: int, dtype: str, seconds: float, repeats: int) -> dict | None:
+    """Devito's best configuration on the same update, one core (``None`` if missing).
 
     Devito runs its default ``advanced`` optimisation and ``advanced`` with
-    ``blockrelax`` (loop blocking forced on); the faster is kept and named. Runs in a
-    subprocess with ``DEVITO_LANGUAGE=C`` (no OpenMP: one thread) so Devito's
-    configuration and compiler cache never leak into this process.
+    ``blockrelax`` (loop blocking forced on); the one with the higher median is kept
+    and named. Each is timed over ``repeats`` windows of at least ``seconds`` (the
+    number of time steps per window is calibrated first). Runs in a subprocess with
+    ``DEVITO_LANGUAGE=C`` (no OpenMP: one thread) so Devito's configuration and
+    compiler cache never leak into this process.
     """
-    code = _DEVITO_SCRIPT.format(n=n, dtype=dtype, steps=steps)
+    code = _DEVITO_SCRIPT.format(n=n, dtype=dtype, seconds=seconds, repeats=repeats)
     env = dict(os.environ, DEVITO_LANGUAGE="C", DEVITO_LOGGING="ERROR", OMP_NUM_THREADS="1",
                DEVITO_ARCH="gcc")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, timeout=900, check=True).stdout
+                             env=env, timeout=1800, check=True).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return None
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
@@ -141,13 +169,13 @@ def devito_rate(n: int, dtype: str, steps: int) -> dict | None:
 
 
 _DEVITO_SCRIPT = """
-import json, time
+import json, statistics, time
 import numpy as np
 try:
     from devito import Eq, Grid, Operator, TimeFunction
 except ImportError:
     raise SystemExit(3)
-n, steps = {n}, {steps}
+n, seconds, repeats = {n}, {seconds}, {repeats}
 for name, opt in (("advanced", "advanced"), ("advanced+blockrelax",
                                               ("advanced", {{"blockrelax": True}}))):
     grid = Grid(shape=(n, n), extent=(1.0, 1.0), dtype=np.{dtype})
@@ -155,11 +183,14 @@ for name, opt in (("advanced", "advanced"), ("advanced+blockrelax",
     u.data[:] = np.random.default_rng(0).standard_normal((n, n))
     dt = 0.5 / (n - 1)
     op = Operator([Eq(u.forward, 2 * u - u.backward + dt**2 * u.laplace)], opt=opt)
-    op.apply(time_m=1, time_M=2, dt=dt)
-    best = float("inf")
-    for _ in range(3):
+    t0 = time.perf_counter()
+    op.apply(time_m=1, time_M=4, dt=dt)
+    steps = max(4, int(4 * seconds / max(time.perf_counter() - t0, 1e-6)))
+    rates = []
+    for _ in range(repeats):
         t0 = time.perf_counter()
         op.apply(time_m=1, time_M=steps, dt=dt)
-        best = min(best, time.perf_counter() - t0)
-    print(json.dumps({{"config": name, "cells_per_s": (n - 2) ** 2 * steps / best}}))
+        rates.append((n - 2) ** 2 * steps / (time.perf_counter() - t0))
+    print(json.dumps({{"config": name, "cells_per_s": statistics.median(rates),
+                      "min": min(rates), "max": max(rates), "windows": repeats}}))
 """
