@@ -27,8 +27,9 @@
 /* The single pass streams u and u_prev from memory; on the development machine (Zen 4
  * under KVM) it ran at about 0.4 of the in-place stream with 512-bit vectors and no
  * software prefetch, and at about 0.75 with 256-bit vectors and the two memory streams
- * (the row below, and u_prev) prefetched 8 KiB ahead. The temporal block, which works
- * in cache, keeps the wider vectors. Vector width does not change any result. */
+ * (the row below, and u_prev) prefetched 8 KiB ahead. The temporal block uses the same
+ * row function for its first step (the one that reads memory) and keeps the wider
+ * vectors for the steps that work in cache. Vector width does not change any result. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define STREAMING __attribute__((target("prefer-vector-width=256")))
 #else
@@ -37,32 +38,37 @@
 #define PREFETCH_BYTES 8192
 #define CHUNK_BYTES 256
 
-#define WAVE_STEP(NAME, T)                                                              \
-    STREAMING void NAME(const T *u, const T *u_prev, T *u_next, ptrdiff_t stride,       \
-                        ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1,         \
-                        T cx, T cy)                                                     \
+/* One row of one step, read from memory: the row below and u_prev prefetched ahead. */
+#define STREAM_ROW(NAME, T)                                                             \
+    STREAMING static void NAME(const T *row, ptrdiff_t stride, const T *prev, T *next,  \
+                               ptrdiff_t j0, ptrdiff_t j1, T cx, T cy)                  \
     {                                                                                   \
         const ptrdiff_t chunk = CHUNK_BYTES / (ptrdiff_t)sizeof(T);                     \
-        for (ptrdiff_t i = i0; i < i1; ++i) {                                           \
-            const T *row = u + i * stride;                                              \
-            const T *prev = u_prev + i * stride;                                        \
-            T *next = u_next + i * stride;                                              \
-            for (ptrdiff_t jb = j0; jb < j1; jb += chunk) {                             \
-                const ptrdiff_t je = jb + chunk < j1 ? jb + chunk : j1;                 \
-                for (int b = 0; b < CHUNK_BYTES; b += 64) {                             \
-                    __builtin_prefetch((const char *)(row + stride + jb)                \
-                                       + PREFETCH_BYTES + b);                           \
-                    __builtin_prefetch((const char *)(next + jb) + PREFETCH_BYTES + b,  \
-                                       1);                                              \
-                }                                                                       \
-                ROW_UPDATE(T, row, row - stride, row + stride, prev, next, jb, je,      \
-                           cx, cy)                                                      \
+        for (ptrdiff_t jb = j0; jb < j1; jb += chunk) {                                 \
+            const ptrdiff_t je = jb + chunk < j1 ? jb + chunk : j1;                     \
+            for (int b = 0; b < CHUNK_BYTES; b += 64) {                                 \
+                __builtin_prefetch((const char *)(row + stride + jb) + PREFETCH_BYTES   \
+                                   + b);                                                \
+                __builtin_prefetch((const char *)(prev + jb) + PREFETCH_BYTES + b, 1);  \
             }                                                                           \
+            ROW_UPDATE(T, row, row - stride, row + stride, prev, next, jb, je, cx, cy)  \
         }                                                                               \
     }
 
-WAVE_STEP(tc_wave_step_f32, float)
-WAVE_STEP(tc_wave_step_f64, double)
+STREAM_ROW(stream_row_f32, float)
+STREAM_ROW(stream_row_f64, double)
+
+#define WAVE_STEP(NAME, ROWFN, T)                                                       \
+    void NAME(const T *u, const T *u_prev, T *u_next, ptrdiff_t stride,                 \
+              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, T cx, T cy)       \
+    {                                                                                   \
+        for (ptrdiff_t i = i0; i < i1; ++i)                                             \
+            ROWFN(u + i * stride, stride, u_prev + i * stride, u_next + i * stride,     \
+                  j0, j1, cx, cy);                                                      \
+    }
+
+WAVE_STEP(tc_wave_step_f32, stream_row_f32, float)
+WAVE_STEP(tc_wave_step_f64, stream_row_f64, double)
 
 /* Several boxes of one step in one call (the rim strips around an inner box):
  * `boxes` holds 4 * nboxes indices (i0, i1, j0, j1 per box). */
@@ -102,7 +108,7 @@ WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
  * contiguous, the pipeline needs no skewed tile shapes, and each step of each row is
  * the same vectorised loop as the single-pass kernel, so results are bitwise equal.
  */
-#define WAVE_LEVELS(NAME, T)                                                            \
+#define WAVE_LEVELS(NAME, ROWFN, T)                                                            \
     void NAME(T *const *levels, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t i0,            \
               ptrdiff_t i1, ptrdiff_t j0, ptrdiff_t j1, const ptrdiff_t *ext,           \
               T cx, T cy)                                                               \
@@ -118,6 +124,11 @@ WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
                 const ptrdiff_t lo = j0 - ext[2] * grow, hi = j1 + ext[3] * grow;       \
                 if (lo >= hi) continue;                                                 \
                 const T *row = levels[s] + i * stride;                                  \
+                if (s == 1) { /* the only step that reads memory */                     \
+                    ROWFN(row, stride, levels[0] + i * stride, levels[2] + i * stride,  \
+                          lo, hi, cx, cy);                                              \
+                    continue;                                                           \
+                }                                                                       \
                 ROW_UPDATE(T, row, row - stride, row + stride,                          \
                            levels[s - 1] + i * stride, levels[s + 1] + i * stride,      \
                            lo, hi, cx, cy)                                              \
@@ -125,8 +136,8 @@ WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
         }                                                                               \
     }
 
-WAVE_LEVELS(tc_wave_levels_f32, float)
-WAVE_LEVELS(tc_wave_levels_f64, double)
+WAVE_LEVELS(tc_wave_levels_f32, stream_row_f32, float)
+WAVE_LEVELS(tc_wave_levels_f64, stream_row_f64, double)
 
 /* Memory-bandwidth probes compiled with the same flags (for the stencil benchmark).
  * `update` has the traffic of a leapfrog step: read two arrays, write one of them in

@@ -140,3 +140,12 @@ def test_stencil_bench_picks_a_size_beyond_twice_the_cache_and_reads_ratios():
     assert head["c_blocked_over_bound"] == 2.5 and head["c_blocked_over_devito"] == 5.0
     assert head["arrays_bytes"] == 200 and head["arrays_over_llc"] == 4.0
     assert head["halo_fraction_2_ranks_by_k"] == {"1": 0.5}
+
+
+def test_solver_rows_start_on_cache_lines(comm_self):
+    cfg = WaveConfig(grid=(37, 53), steps=1, dt=0.001, kernel="c", dtype="float32",
+                     time_block=3)
+    with WaveSolver(cfg, comm_self) as solver:
+        for level in (solver.u, solver.u_prev):
+            assert level.ctypes.data % 64 == 0 and level.strides[0] % 64 == 0
+        assert solver.u.shape == (37 + 6, 64)  # 53 + 2 * 3 = 59 points, padded to 64

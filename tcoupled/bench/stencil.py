@@ -21,8 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tcoupled.bench import stencil_kernels as sk
 
 NAME = "stencil"
@@ -48,6 +46,7 @@ def measure_size(n: int, dtype: str, ks: list[int], devito: bool, fks: list[int]
     is the median of ``repeats`` windows of ``seconds``, the probes taking turns.
     """
     from tcoupled.sim.backends import available_backends, load_backend
+    from tcoupled.sim.backends.c_backend import aligned_zeros
 
     u, prev, box, _ = sk.grid_arrays(n, dtype)
     probes: dict[tuple[str, int], sk.Probe] = {("bound", 1): sk.bound_probe(u, prev, box)}
@@ -55,7 +54,7 @@ def measure_size(n: int, dtype: str, ks: list[int], devito: bool, fks: list[int]
         probes[(name, 1)] = sk.single_probe(load_backend(name), u, prev, box)
     for k in ks:
         probes[("c-blocked", k)] = sk.blocked_probe(u, prev, box, k)
-    pool = [np.zeros_like(u) for _ in range(max(fks, default=0))]
+    pool = [aligned_zeros(u.shape, u.dtype) for _ in range(max(fks, default=0))]
     if fks:
         probes[("c-frames", 1)] = sk.frames_probe(u, prev, box, pool, fks[-1], False)
     for k in fks:
