@@ -67,7 +67,7 @@ def test_time_block_deeper_than_a_block_is_refused(MPI):
     with pytest.raises(ConfigError, match="--time-block must be a positive integer, got 0"):
         WaveConfig(grid=(37, 53), steps=1, dt=0.001, time_block=0)
     assert cfg.time_block == 1
-    from tcoupled.sim.solver import check_block_depth
+    from tcoupled.sim.decomposition import check_block_depth
     with pytest.raises(ConfigError, match="--time-block 20 needs at least 20 points per rank "
                                           "along y, but the 1x3 rank grid leaves 17"):
         check_block_depth(Block((37, 53), (1, 3), (0, 0), halo=20), 20)
@@ -145,7 +145,7 @@ def test_stencil_bench_picks_a_size_beyond_twice_the_cache_and_reads_ratios():
 def test_solver_rows_start_on_cache_lines(comm_self):
     cfg = WaveConfig(grid=(37, 53), steps=1, dt=0.001, kernel="c", dtype="float32",
                      time_block=3)
-    with WaveSolver(cfg, comm_self) as solver:
+    with WaveSolver(cfg, comm_self, align_rows=True) as solver:
         for level in (solver.u, solver.u_prev):
             assert level.ctypes.data % 64 == 0 and level.strides[0] % 64 == 0
         assert solver.u.shape == (37 + 6, 64)  # 53 + 2 * 3 = 59 points, padded to 64

@@ -27,8 +27,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.runtime.store import prepare_out_dir
     from tcoupled.sim.backends import resolve_backend, resolve_device
-    from tcoupled.sim.decomposition import Block
-    from tcoupled.sim.solver import check_block_depth, check_grid_fits, rank_dims
+    from tcoupled.sim.decomposition import Block, check_block_depth
+    from tcoupled.sim.solver import check_grid_fits, rank_dims
 
     wave = wave_config_from_args(args)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(world_size, 2)))

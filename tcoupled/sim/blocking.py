@@ -45,3 +45,28 @@ def run_block(solver: Any, levels: list, k: int) -> None:
         for s in range(1, k + 1):
             backend.step(levels[s], levels[s - 1], levels[s + 1], grown(box, ext, k - s),
                          cx, cy)
+
+
+def advance_in_place(solver: Any, k: int) -> int:
+    """``k`` steps in the solver's two buffers after one deep exchange; returns ``k``."""
+    levels = in_place_levels(solver.u, solver.u_prev, k)
+    run_block(solver, levels, k)
+    solver.u_prev, solver.u = levels[k], levels[k + 1]
+    for _ in range(k):
+        solver.after_step()
+    return k
+
+
+def advance_frames(solver: Any, frames: list) -> None:
+    """``len(frames)`` steps written into ``frames`` (each once), in blocks of ``time_block``."""
+    if solver.steps_done == 0:
+        raise ValueError("step_into_frames needs the Taylor start first: call step(1)")
+    done = 0
+    while done < len(frames):
+        k = min(solver.time_block, len(frames) - done)
+        levels = [solver.u_prev, solver.u, *frames[done:done + k]]
+        run_block(solver, levels, k)
+        solver.u_prev, solver.u = levels[-2], levels[-1]
+        done += k
+        for _ in range(k):
+            solver.after_step()

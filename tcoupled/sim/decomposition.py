@@ -141,3 +141,13 @@ def check_grid_fits(global_shape: tuple[int, int], dims: tuple[int, int]) -> Non
             raise ConfigError(
                 f"--grid {global_shape[0]} {global_shape[1]} is smaller than the "
                 f"{dims[0]}x{dims[1]} rank grid along {'xy'[axis]} ({n} < {p})")
+
+
+def check_block_depth(block: Block, k: int) -> None:
+    """Refuse a temporal block deeper than a neighbour's block (its halo would not fit)."""
+    for axis, (p, n) in enumerate(zip(block.dims, block.global_shape)):
+        thinnest = n // p
+        if p > 1 and k > thinnest:
+            raise ConfigError(f"--time-block {k} needs at least {k} points per rank along "
+                              f"{'xy'[axis]}, but the {block.dims[0]}x{block.dims[1]} rank "
+                              f"grid leaves {thinnest}")

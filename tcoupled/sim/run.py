@@ -39,7 +39,7 @@ def run_wave(config: WaveRun, comm: Any) -> int:
     wave = replace(config.wave, kernel=config.kernel)
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
     wall0 = time.perf_counter()
-    with WaveSolver(wave, comm, check_every=config.check_every) as solver:
+    with WaveSolver(wave, comm, check_every=config.check_every, align_rows=True) as solver:
         log.info(f"wave: grid {wave.grid[0]}x{wave.grid[1]} on {comm.Get_size()} rank(s) "
                  f"({solver.dims[0]}x{solver.dims[1]}), kernel {solver.backend.name}, "
                  f"{wave.dtype}, dt {wave.dt:.6g}, {wave.steps} steps, "

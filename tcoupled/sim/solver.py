@@ -7,7 +7,8 @@ updated once the halo has arrived. ``u^{n+1}`` overwrites ``u^{n-1}`` in place.
 With ``time_block = K > 1`` the halos are ``K`` deep and exchanged once per block of
 ``K`` steps, which the backend advances in one pass over memory (each rank also
 updates the halo layers it needs, redundantly with its neighbours). Either way the
-result is bitwise the same; local rows are padded to 64 bytes.
+result is bitwise the same (:mod:`tcoupled.sim.blocking`); ``wave`` pads local rows
+to 64 bytes.
 The solver works on NumPy or CuPy arrays alike and knows nothing of training.
 """
 
@@ -21,9 +22,9 @@ from tcoupled.runtime.errors import ConfigError, PhysicsError
 from tcoupled.runtime.faults import inject
 from tcoupled.runtime.telemetry import PhaseTimer
 from tcoupled.sim.backends import resolve_backend, resolve_device
-from tcoupled.sim.blocking import in_place_levels, run_block
+from tcoupled.sim.blocking import advance_frames, advance_in_place
 from tcoupled.sim.config import WaveConfig, grid_spacing
-from tcoupled.sim.decomposition import Block, check_grid_fits
+from tcoupled.sim.decomposition import Block, check_block_depth, check_grid_fits
 from tcoupled.sim.halo import HaloExchange
 from tcoupled.sim.initial import initial_field
 
@@ -55,10 +56,13 @@ class WaveSolver:
         The sim ranks (``sim_comm``); a 2D Cartesian communicator is derived.
     backend : optional
         A kernel backend object; default: resolved from ``config.kernel``.
+    align_rows : bool
+        Pad local rows to 64 bytes (``wave`` does; a channel's slot frames have
+        unpadded rows, so a coupled solver does not).
     """
 
     def __init__(self, config: WaveConfig, comm: Any, backend: Any = None,
-                 check_every: int = 0) -> None:
+                 check_every: int = 0, align_rows: bool = False) -> None:
         self.config = config
         self.check_every = check_every
         device = resolve_device(config.device, config.kernel)
@@ -67,8 +71,9 @@ class WaveSolver:
         self.dims = process_grid(comm, config.grid)
         self.cart = comm.Create_cart(list(self.dims), periods=[False, False], reorder=False)
         self.time_block = config.time_block
+        align = 64 // np.dtype(config.dtype).itemsize if align_rows else 1
         self.block = Block(config.grid, self.dims, tuple(self.cart.Get_coords(self.cart.rank)),
-                           halo=self.time_block, align=64 // np.dtype(config.dtype).itemsize)
+                           halo=self.time_block, align=align)
         check_block_depth(self.block, self.time_block)
         if self.time_block > 1 and self.xp is not np:
             raise ConfigError(f"--time-block {self.time_block} runs on host arrays only; the "
@@ -120,58 +125,39 @@ class WaveSolver:
 
     # -- time stepping ----------------------------------------------------------------
     def step(self, n: int = 1) -> None:
-        """Advance ``n`` time steps (in blocks of up to ``time_block`` steps)."""
-        while n > 0:
-            if self.steps_done == 0:
-                self._taylor_start()
-                done = 1
-                self.u, self.u_prev = self.u_prev, self.u
-            elif self.time_block == 1:
-                self._leapfrog()
-                done = 1
-                self.u, self.u_prev = self.u_prev, self.u
-            else:
-                done = min(self.time_block, n)
-                self._block(done)
-            n -= done
-            for _ in range(done):
-                self.steps_done += 1
-                self._after_step()
+        """Advance ``n`` time steps (``u^{n+1}`` overwrites ``u^{n-1}``).
 
-    def _after_step(self) -> None:
+        With ``time_block > 1``, in blocks of up to ``time_block`` steps.
+        """
+        while n > 0:
+            if self.steps_done == 0 or self.time_block == 1:
+                if self.steps_done == 0:
+                    self._taylor_start()
+                else:
+                    self._leapfrog()
+                self.u, self.u_prev = self.u_prev, self.u
+                self.after_step()
+                n -= 1
+            else:
+                n -= advance_in_place(self, min(self.time_block, n))
+
+    def step_into_frames(self, frames: list) -> None:
+        """Advance ``len(frames)`` steps, writing ``u^{n+s}`` into ``frames[s - 1]``.
+
+        The frames are padded frames the caller owns (a channel's slot); each is
+        written once, by blocks of up to ``time_block`` steps, and the last two become
+        ``u_prev`` and ``u``. Needs the Taylor start taken (:meth:`step`).
+        """
+        advance_frames(self, frames)
+
+    def after_step(self) -> None:
+        """Count one step done; fault injection and the periodic finite check."""
+        self.steps_done += 1
         if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
             (lx, ly), h = self.local_shape, self.block.halo
             self.u[h + lx // 2, h + ly // 2] = float("nan")  # mid-block: stays local
         if self.check_every and self.steps_done % self.check_every == 0:
             self.check_finite()
-
-    def _block(self, k: int) -> None:
-        """``k`` steps in the two buffers after one deep exchange; swaps as ``k`` steps do."""
-        levels = in_place_levels(self.u, self.u_prev, k)
-        run_block(self, levels, k)
-        self.u_prev, self.u = levels[k], levels[k + 1]
-
-    def step_into_frames(self, frames: list) -> None:
-        """Advance ``len(frames)`` steps, writing ``u^{n+s}`` into ``frames[s - 1]``.
-
-        The frames are padded arrays the caller owns (a channel's slot), with zeros (or
-        any earlier level) on the global boundary; each is written once, by a block of
-        up to ``time_block`` steps in one pass over memory, and the last two become
-        ``u_prev`` and ``u``. Needs a first step taken (the Taylor start) with
-        :meth:`step`.
-        """
-        if self.steps_done == 0:
-            raise ValueError("step_into_frames needs the Taylor start first: call step(1)")
-        done = 0
-        while done < len(frames):
-            k = min(self.time_block, len(frames) - done)
-            levels = [self.u_prev, self.u, *frames[done:done + k]]
-            run_block(self, levels, k)
-            self.u_prev, self.u = levels[-2], levels[-1]
-            done += k
-            for _ in range(k):
-                self.steps_done += 1
-                self._after_step()
 
     def _leapfrog(self) -> None:
         with self.timers.phase("halo"):
@@ -268,16 +254,6 @@ class WaveSolver:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is None:  # on an error, leave MPI alone: the job is being aborted
             self.close()
-
-
-def check_block_depth(block: Block, k: int) -> None:
-    """Refuse a temporal block deeper than a neighbour's block (its halo would not fit)."""
-    for axis, (p, n) in enumerate(zip(block.dims, block.global_shape)):
-        thinnest = n // p
-        if p > 1 and k > thinnest:
-            raise ConfigError(f"--time-block {k} needs at least {k} points per rank along "
-                              f"{'xy'[axis]}, but the {block.dims[0]}x{block.dims[1]} rank "
-                              f"grid leaves {thinnest}")
 
 
 def _to_host(a: Any) -> np.ndarray:
