@@ -106,7 +106,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "test": ["pytest>=7", "pytest-timeout>=2"],
-        "bench": ["devito", "parsl", "redis"],
+        "bench": ["devito==4.8.23", "parsl", "redis"],  # devito caps numpy<=2.4.3
         "xtb-python": ["xtb", "typing_extensions"],
     },
     entry_points={"console_scripts": ["tcoupled = tcoupled.app.cli:main"]},

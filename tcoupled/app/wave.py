@@ -34,7 +34,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
     from tcoupled.runtime.store import prepare_out_dir
     from tcoupled.sim import checkpoint
     from tcoupled.sim.backends import resolve_backend, resolve_device
-    from tcoupled.sim.solver import check_grid_fits
+    from tcoupled.sim.decomposition import Block, check_block_depth
+    from tcoupled.sim.solver import check_grid_fits, rank_dims
 
     if args.resume:
         from tcoupled.coupling.resume import resumed_args
@@ -43,6 +44,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> WaveRun:
         checkpoint.check(args.out, world_size)
     wave = wave_config_from_args(args)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(world_size, 2)))
+    dims = rank_dims(world_size, wave.grid)
+    check_block_depth(Block(wave.grid, dims, (0, 0)), wave.time_block)
     device = resolve_device(wave.device, wave.kernel)
     backend = resolve_backend(wave.kernel, device)
     if args.check_every < 0:

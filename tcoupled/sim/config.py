@@ -57,6 +57,7 @@ class WaveConfig:
     pulses: int = 1
     seed: int = 0
     device: str = "auto"
+    time_block: int = 1
 
     def __post_init__(self) -> None:
         self._check_sizes()
@@ -79,6 +80,8 @@ class WaveConfig:
             raise ConfigError(f"--grid needs two integers >= 3, got {shown}")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ConfigError(f"--steps must be a non-negative integer, got {self.steps}")
+        if not isinstance(self.time_block, int) or self.time_block < 1:
+            raise ConfigError(f"--time-block must be a positive integer, got {self.time_block}")
 
     def _check_choices(self) -> None:
         for name, value, allowed in (("dtype", self.dtype, DTYPES),
@@ -144,6 +147,9 @@ def add_wave_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pulses", type=int, default=1,
                    help="number of random Gaussian pulses when no --center is given")
     g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--time-block", type=int, default=1, metavar="K",
+                   help="advance K steps per pass over memory, with K-deep halos exchanged "
+                        "once per K steps (1: one step per pass, halo overlapped)")
 
 
 def wave_config_from_args(args: argparse.Namespace) -> WaveConfig:
@@ -163,4 +169,5 @@ def wave_config_from_args(args: argparse.Namespace) -> WaveConfig:
                       kernel=args.kernel, init=args.init, mode=tuple(args.mode),
                       centers=centers, width=args.width,
                       pulses=len(centers) or args.pulses, seed=args.seed,
-                      device=getattr(args, "device", "auto"))
+                      device=getattr(args, "device", "auto"),
+                      time_block=getattr(args, "time_block", 1))

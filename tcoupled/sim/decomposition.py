@@ -2,8 +2,10 @@
 
 A global grid of ``global_shape`` points is split over a ``dims`` process grid.
 Along each axis, block ``p`` of ``P`` holds ``n // P`` points, plus one for the
-first ``n % P`` blocks (uneven blocks allowed). Local arrays carry one halo
-layer on every side: owned points have local indices ``1 .. local_shape``.
+first ``n % P`` blocks (uneven blocks allowed). Local arrays carry ``halo`` layers on
+every side (one by default; ``K`` for temporal blocks of ``K`` steps): owned points have
+local indices ``halo .. halo + local_shape - 1``. Rows may be padded to a multiple of
+``align`` elements (64 bytes), so every row starts on a cache line.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Block:
     global_shape : (nx, ny) points of the whole grid.
     dims : process grid shape.
     coords : this block's position in the process grid.
+    halo : halo layers on every side of the local arrays.
+    align : local rows are padded to a multiple of this many elements.
     local_shape : owned points (without halo).
     offset : global index of the first owned point.
     """
@@ -50,6 +54,8 @@ class Block:
     global_shape: tuple[int, int]
     dims: tuple[int, int]
     coords: tuple[int, int]
+    halo: int = 1
+    align: int = 1
 
     @property
     def local_shape(self) -> tuple[int, int]:
@@ -65,9 +71,16 @@ class Block:
 
     @property
     def padded_shape(self) -> tuple[int, int]:
-        """Local array shape including one halo layer per side."""
+        """Local array shape: ``halo`` layers per side, rows padded to ``align``."""
         lx, ly = self.local_shape
-        return lx + 2, ly + 2
+        h, a = self.halo, self.align
+        return lx + 2 * h, -(-(ly + 2 * h) // a) * a
+
+    @property
+    def owned(self) -> tuple[slice, slice]:
+        """Local slices of the owned points."""
+        (lx, ly), h = self.local_shape, self.halo
+        return slice(h, h + lx), slice(h, h + ly)
 
     def global_slices(self) -> tuple[slice, slice]:
         """Slices of the global array this block owns."""
@@ -80,7 +93,7 @@ class Block:
         for n, off, size in zip(self.global_shape, self.offset, self.local_shape):
             first = max(off, 1)               # global index of first updated point
             last = min(off + size, n - 1)     # one past the last updated point
-            bounds += [first - off + 1, max(first, last) - off + 1]
+            bounds += [first - off + self.halo, max(first, last) - off + self.halo]
         return bounds[0], bounds[1], bounds[2], bounds[3]
 
     def split_update(self) -> tuple[Box, list[Box]]:
@@ -91,12 +104,24 @@ class Block:
         """
         i0, i1, j0, j1 = self.update_box()
         lx, ly = self.local_shape
-        ii0, ii1 = min(max(i0, 2), i1), max(min(i1, lx), i0)
-        jj0, jj1 = min(max(j0, 2), j1), max(min(j1, ly), j0)
+        h = self.halo
+        ii0, ii1 = min(max(i0, h + 1), i1), max(min(i1, h + lx - 1), i0)
+        jj0, jj1 = min(max(j0, h + 1), j1), max(min(j1, h + ly - 1), j0)
         if ii0 >= ii1 or jj0 >= jj1:
             return (i0, i0, j0, j0), [b for b in [(i0, i1, j0, j1)] if _size(b)]
         rim = [(i0, ii0, j0, j1), (ii1, i1, j0, j1), (ii0, ii1, j0, jj0), (ii0, ii1, jj1, j1)]
         return (ii0, ii1, jj0, jj1), [b for b in rim if _size(b)]
+
+
+    def growth(self) -> tuple[int, int, int, int]:
+        """Per side (i0, i1, j0, j1): 1 where a neighbour's halo lies, 0 at the global edge.
+
+        A temporal block grows its update box into the halo on the sides marked 1.
+        """
+        sides = []
+        for n, off, size in zip(self.global_shape, self.offset, self.local_shape):
+            sides += [int(off > 0), int(off + size < n)]
+        return sides[0], sides[1], sides[2], sides[3]
 
 
 def _size(box: Box) -> int:
@@ -116,3 +141,13 @@ def check_grid_fits(global_shape: tuple[int, int], dims: tuple[int, int]) -> Non
             raise ConfigError(
                 f"--grid {global_shape[0]} {global_shape[1]} is smaller than the "
                 f"{dims[0]}x{dims[1]} rank grid along {'xy'[axis]} ({n} < {p})")
+
+
+def check_block_depth(block: Block, k: int) -> None:
+    """Refuse a temporal block deeper than a neighbour's block (its halo would not fit)."""
+    for axis, (p, n) in enumerate(zip(block.dims, block.global_shape)):
+        thinnest = n // p
+        if p > 1 and k > thinnest:
+            raise ConfigError(f"--time-block {k} needs at least {k} points per rank along "
+                              f"{'xy'[axis]}, but the {block.dims[0]}x{block.dims[1]} rank "
+                              f"grid leaves {thinnest}")

@@ -1,5 +1,11 @@
 """Halo exchange as a plan object: built once, ``start()``/``wait()`` every step.
 
+``start``/``wait`` move the one-point face next to the owned points (all four sides
+at once, overlapped with the inner update). ``exchange_deep(u, depth)`` fills
+``depth`` layers for a temporal block in two phases, y then x: the x messages carry
+the y halo just received, so the corner regions a block of steps reads are filled
+too (a five-point stencil applied several times reaches diagonal neighbours).
+
 Host arrays (NumPy) are exchanged in place with MPI subarray datatypes, so no
 packing copy is made. Device arrays (CuPy) are packed into contiguous device
 buffers; with a CUDA-aware MPI they are sent as they are, otherwise they are
@@ -18,16 +24,25 @@ from tcoupled.sim.decomposition import Block
 _DIRECTIONS = ((0, -1), (0, +1), (1, -1), (1, +1))
 
 
-def _face_slices(block: Block, axis: int, direction: int, halo: bool) -> tuple[slice, slice]:
-    """Local padded slices of the face sent towards ``direction`` (or its halo)."""
+def _face_slices(block: Block, axis: int, direction: int, halo: bool,
+                 depth: int = 1, corners: bool = False) -> tuple[slice, slice]:
+    """Local padded slices of the ``depth`` layers sent towards ``direction`` (or its halo).
+
+    The face spans the owned points across it; with ``corners``, an x face (axis 0)
+    spans ``depth`` layers of the y halo too, which phase y of
+    :meth:`HaloExchange.exchange_deep` has filled.
+    """
     lx, ly = block.local_shape
+    h = block.halo
     n = (lx, ly)[axis]
     if halo:
-        index = n + 1 if direction > 0 else 0
+        start = h + n if direction > 0 else h - depth
     else:
-        index = n if direction > 0 else 1
-    line = slice(index, index + 1)
-    inner = slice(1, (ly, lx)[axis] + 1)
+        start = h + n - depth if direction > 0 else h
+    line = slice(start, start + depth)
+    across = (ly, lx)[axis]
+    wide = depth if corners and axis == 0 else 0
+    inner = slice(h - wide, h + across + wide)
     return (line, inner) if axis == 0 else (inner, line)
 
 
@@ -61,6 +76,7 @@ class HaloExchange:
         self._requests: list[Any] = []
         self._pending: Any = None
         self._types = self._build_datatypes() if not self.device else {}
+        self._deep: dict = {}
         self._buffers = self._build_buffers() if self.device else {}
 
     def _build_datatypes(self) -> dict:
@@ -77,10 +93,10 @@ class HaloExchange:
         return types
 
     def _build_buffers(self) -> dict:
-        lx, ly = self.block.local_shape
         buffers = {}
         for axis, direction in _DIRECTIONS:
-            n = ly if axis == 0 else lx
+            rows, cols = _face_slices(self.block, axis, direction, False)
+            n = (rows.stop - rows.start) * (cols.stop - cols.start)
             for kind in ("send", "recv"):
                 device = self.xp.empty(n, dtype=self.dtype)
                 host = None if self.cuda_aware else np.empty(n, dtype=self.dtype)
@@ -153,12 +169,55 @@ class HaloExchange:
         self.start(u)
         self.wait()
 
+    def exchange_deep(self, fields: list[tuple[Any, int]]) -> None:
+        """Blocking exchange of ``depth`` halo layers of each ``(array, depth)`` (corners too).
+
+        All arrays travel in the same two rounds (y, then x), so a temporal block pays
+        two message latencies per neighbour pair, whatever the number of arrays.
+
+        Raises
+        ------
+        ValueError
+            If a depth exceeds the arrays' halo (or these are device arrays: deep
+            halos are host-only).
+        """
+        fields = [(u, d) for u, d in fields if d >= 1]
+        for _, depth in fields:
+            if depth > self.block.halo or self.device:
+                raise ValueError(f"halo depth {depth} needs host arrays with a halo of at "
+                                 f"least {depth} (this block has {self.block.halo})")
+        for axis in (1, 0):
+            reqs = []
+            for index, (u, depth) in enumerate(fields):
+                for direction in (-1, +1):
+                    recv = self._deep_type(axis, direction, True, depth)
+                    reqs.append(self.comm.Irecv(
+                        [u, 1, recv], source=self.neighbours[(axis, direction)],
+                        tag=8 + 4 * index + 2 * axis + (direction < 0)))
+            for index, (u, depth) in enumerate(fields):
+                for direction in (-1, +1):
+                    send = self._deep_type(axis, direction, False, depth)
+                    reqs.append(self.comm.Isend(
+                        [u, 1, send], dest=self.neighbours[(axis, direction)],
+                        tag=8 + 4 * index + 2 * axis + (direction > 0)))
+            self.MPI.Request.Waitall(reqs)
+
+    def _deep_type(self, axis: int, direction: int, halo: bool, depth: int) -> Any:
+        key = (axis, direction, halo, depth)
+        if key not in self._deep:
+            sl = _face_slices(self.block, axis, direction, halo, depth, corners=True)
+            base = self.MPI._typedict[self.dtype.char]
+            self._deep[key] = base.Create_subarray(
+                list(self.block.padded_shape), [s.stop - s.start for s in sl],
+                [s.start for s in sl]).Commit()
+        return self._deep[key]
+
     def close(self) -> None:
         """Free the datatypes; the plan cannot be used afterwards."""
         self.wait()
-        for dt in self._types.values():
+        for dt in [*self._types.values(), *self._deep.values()]:
             dt.Free()
-        self._types = {}
+        self._types, self._deep = {}, {}
 
     def __enter__(self) -> HaloExchange:
         return self

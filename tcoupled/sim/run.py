@@ -49,10 +49,11 @@ def run_wave(config: WaveRun, comm: Any) -> int:
     log = setup_logging(config.out, comm.Get_rank(), config.quiet)
     _bind_gpu(wave, comm, log)
     wall0 = time.perf_counter()
-    with WaveSolver(wave, comm, check_every=config.check_every) as solver:
+    with WaveSolver(wave, comm, check_every=config.check_every, align_rows=True) as solver:
         log.info(f"wave: grid {wave.grid[0]}x{wave.grid[1]} on {comm.Get_size()} rank(s) "
                  f"({solver.dims[0]}x{solver.dims[1]}), kernel {solver.backend.name}, "
-                 f"{wave.dtype}, dt {wave.dt:.6g}, {wave.steps} steps")
+                 f"{wave.dtype}, dt {wave.dt:.6g}, {wave.steps} steps, "
+                 f"time block {wave.time_block}")
         stats = checkpoint.restore(config.out, solver) if config.resume else {}
         if config.resume:
             log.info(f"wave: resumed at step {solver.steps_done} from {config.out}")
@@ -161,6 +162,7 @@ def _summary(config: WaveRun, wave: WaveConfig, final: np.ndarray, stats: dict,
         "command": "wave", "ranks": ranks, "dims": list(dims), "grid": list(wave.grid),
         "steps": wave.steps, "dt": wave.dt, "c": wave.c, "t_final": wave.t_final,
         "dtype": wave.dtype, "init": wave.init, "kernel": config.kernel,
+        "time_block": wave.time_block,
         "l2_rel_error": l2, "energy_first": e0, "energy_last": e1, "energy_drift": drift,
         "cells_per_s": cells_per_s, "halo_fraction": (timers.get("halo", 0.0) / step_total
                                                       if step_total else None),

@@ -6,6 +6,9 @@ the halo exchange of ``u^n`` with the update of the inner box; the rim is
 updated once the halo has arrived. :meth:`WaveSolver.step` writes ``u^{n+1}``
 over ``u^{n-1}``; :meth:`WaveSolver.step_into` writes it into a frame the
 caller owns (a channel's slot), so the time levels can live in that memory.
+With ``time_block = K > 1`` the halos are ``K`` deep and exchanged once per block of
+``K`` steps, which the backend advances in one pass over memory
+(:mod:`tcoupled.sim.blocking`); the result is bitwise the same.
 The solver works on NumPy or CuPy arrays alike and knows nothing of training.
 """
 
@@ -15,21 +18,27 @@ from typing import Any
 
 import numpy as np
 
-from tcoupled.runtime.errors import PhysicsError
+from tcoupled.runtime.errors import ConfigError, PhysicsError
 from tcoupled.runtime.faults import inject
 from tcoupled.runtime.telemetry import PhaseTimer, StreamPhaseTimer
 from tcoupled.sim.backends import resolve_backend, resolve_device
+from tcoupled.sim.blocking import advance_frames, advance_in_place
 from tcoupled.sim.config import WaveConfig, grid_spacing
-from tcoupled.sim.decomposition import Block, check_grid_fits
+from tcoupled.sim.decomposition import Block, check_block_depth, check_grid_fits
 from tcoupled.sim.halo import HaloExchange
 from tcoupled.sim.initial import initial_field
 
 
 def process_grid(comm: Any, global_shape: tuple[int, int]) -> tuple[int, int]:
     """Balanced 2D process grid (``MPI.Compute_dims``), checked against the grid size."""
+    return rank_dims(comm.Get_size(), global_shape)
+
+
+def rank_dims(size: int, global_shape: tuple[int, int]) -> tuple[int, int]:
+    """The process grid of ``size`` ranks, more ranks along the longer axis (checked)."""
     from tcoupled.runtime.mpienv import init_mpi
 
-    dims = tuple(init_mpi().Compute_dims(comm.Get_size(), 2))
+    dims = tuple(init_mpi().Compute_dims(size, 2))
     if global_shape[0] < global_shape[1] and dims[0] > dims[1]:
         dims = dims[::-1]  # more ranks along the longer axis
     check_grid_fits(global_shape, dims)
@@ -47,10 +56,13 @@ class WaveSolver:
         The sim ranks (``sim_comm``); a 2D Cartesian communicator is derived.
     backend : optional
         A kernel backend object; default: resolved from ``config.kernel``.
+    align_rows : bool
+        Pad local rows to 64 bytes (``wave`` does; a channel's slot frames have
+        unpadded rows, so a coupled solver does not).
     """
 
     def __init__(self, config: WaveConfig, comm: Any, backend: Any = None,
-                 check_every: int = 0) -> None:
+                 check_every: int = 0, align_rows: bool = False) -> None:
         self.config = config
         self.check_every = check_every
         device = resolve_device(config.device, config.kernel)
@@ -58,7 +70,14 @@ class WaveSolver:
         self.xp = self.backend.xp
         self.dims = process_grid(comm, config.grid)
         self.cart = comm.Create_cart(list(self.dims), periods=[False, False], reorder=False)
-        self.block = Block(config.grid, self.dims, tuple(self.cart.Get_coords(self.cart.rank)))
+        self.time_block = config.time_block
+        align = 64 // np.dtype(config.dtype).itemsize if align_rows else 1
+        self.block = Block(config.grid, self.dims, tuple(self.cart.Get_coords(self.cart.rank)),
+                           halo=self.time_block, align=align)
+        check_block_depth(self.block, self.time_block)
+        if self.time_block > 1 and self.xp is not np:
+            raise ConfigError(f"--time-block {self.time_block} runs on host arrays only; the "
+                              f"{self.backend.name} kernel needs --time-block 1")
         self.inner_box, self.rim_boxes = self.block.split_update()
         dx, dy = grid_spacing(config.grid)
         self.cx = (config.c * config.dt / dx) ** 2
@@ -70,8 +89,7 @@ class WaveSolver:
         self.u = self.backend.zeros(self.block.padded_shape, config.dtype)
         self.u_prev = self.backend.zeros(self.block.padded_shape, config.dtype)
         self._own = (self.u, self.u_prev)  # the levels' home outside a channel's slots
-        self._owned = (slice(1, self.block.local_shape[0] + 1),
-                       slice(1, self.block.local_shape[1] + 1))
+        self._owned = self.block.owned
         u0 = initial_field(config, self.block.offset, self.block.local_shape)
         self.u[self._owned] = self.xp.asarray(u0.astype(config.dtype))
         self.steps_done = 0
@@ -109,9 +127,34 @@ class WaveSolver:
 
     # -- time stepping ----------------------------------------------------------------
     def step(self, n: int = 1) -> None:
-        """Advance ``n`` time steps (``u^{n+1}`` overwrites ``u^{n-1}``)."""
-        for _ in range(n):
-            self.step_into(self.u_prev)
+        """Advance ``n`` time steps (``u^{n+1}`` overwrites ``u^{n-1}``).
+
+        With ``time_block > 1``, in blocks of up to ``time_block`` steps.
+        """
+        while n > 0:
+            if self.steps_done == 0 or self.time_block == 1:
+                self.step_into(self.u_prev)
+                n -= 1
+            else:
+                n -= advance_in_place(self, min(self.time_block, n))
+
+    def step_into_frames(self, frames: list) -> None:
+        """Advance ``len(frames)`` steps, writing ``u^{n+s}`` into ``frames[s - 1]``.
+
+        The frames are padded frames the caller owns (a channel's slot); each is
+        written once, by blocks of up to ``time_block`` steps, and the last two become
+        ``u_prev`` and ``u``. Needs the Taylor start taken (:meth:`step_into`).
+        """
+        advance_frames(self, frames)
+
+    def after_step(self) -> None:
+        """Count one step done; fault injection and the periodic finite check."""
+        self.steps_done += 1
+        if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
+            (lx, ly), h = self.local_shape, self.block.halo
+            self.u[h + lx // 2, h + ly // 2] = float("nan")  # mid-block: stays local
+        if self.check_every and self.steps_done % self.check_every == 0:
+            self.check_finite()
 
     def step_into(self, out: Any) -> None:
         """Advance one step writing ``u^{n+1}`` into ``out`` (a padded frame, or ``u_prev``).
@@ -126,12 +169,7 @@ class WaveSolver:
         else:
             self._leapfrog(out)
         self.u, self.u_prev = out, self.u
-        self.steps_done += 1
-        if inject("sim", "step", self.steps_done, self.cart.rank) == "nan":
-            lx, ly = self.local_shape
-            self.u[1 + lx // 2, 1 + ly // 2] = float("nan")  # mid-block: stays local
-        if self.check_every and self.steps_done % self.check_every == 0:
-            self.check_finite()
+        self.after_step()
 
     def _leapfrog(self, out: Any) -> None:
         with self.timers.phase("halo"):
@@ -141,6 +179,10 @@ class WaveSolver:
         with self.timers.phase("halo"):
             self.halo.wait()
         with self.timers.phase("sim"):
+            if hasattr(self.backend, "step_boxes"):  # the whole rim in one call
+                self.backend.step_boxes(self.u, self.u_prev, out, self.rim_boxes,
+                                        self.cx, self.cy)
+                return
             for box in self.rim_boxes:
                 self.backend.step(self.u, self.u_prev, out, box, self.cx, self.cy)
 
@@ -175,16 +217,16 @@ class WaveSolver:
         dx, dy = grid_spacing(cfg.grid)
         a = self.u.astype(np.float64)
         b = self.u_prev.astype(np.float64)
-        lx, ly = self.local_shape
+        (lx, ly), w = self.local_shape, self.block.halo
         kinetic = float(xp.sum((a[self._owned] - b[self._owned]) ** 2)) / cfg.dt**2
         potential = 0.0
         for axis, h in ((0, dx), (1, dy)):
             n_edges = min(self.offset[axis] + self.local_shape[axis], cfg.grid[axis] - 1)
             count = n_edges - self.offset[axis]  # owned edge starts (i, i+1)
-            lo = [slice(1, lx + 1), slice(1, ly + 1)]
+            lo = [slice(w, w + lx), slice(w, w + ly)]
             hi = list(lo)
-            lo[axis] = slice(1, 1 + count)
-            hi[axis] = slice(2, 2 + count)
+            lo[axis] = slice(w, w + count)
+            hi[axis] = slice(w + 1, w + 1 + count)
             da = a[tuple(hi)] - a[tuple(lo)]
             db = b[tuple(hi)] - b[tuple(lo)]
             potential += float(xp.sum(da * db)) / h**2

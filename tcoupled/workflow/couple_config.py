@@ -74,6 +74,9 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     check_nodes(plan, args.division, channel)
     steps = args.cycles * args.sim_steps + 1 + args.rollout
     wave = replace(wave_config_from_args(args), steps=steps)
+    if wave.time_block > 1:  # see the README, "Temporal blocking in couple"
+        raise ConfigError(f"--time-block {wave.time_block} is not available in couple yet: "
+                          "the slot frames are filled one step at a time; use --time-block 1")
     resolve_device(wave.device, wave.kernel)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(sim, 2)))
     members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)

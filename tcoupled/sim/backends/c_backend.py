@@ -46,11 +46,32 @@ def _library() -> ctypes.CDLL:
         step.restype = None
         getattr(lib, f"tc_copy_{sfx}").argtypes = [ptr, ptr, ssize]
         getattr(lib, f"tc_triad_{sfx}").argtypes = [ptr, ptr, ptr, ctype, ssize]
+        getattr(lib, f"tc_update_{sfx}").argtypes = [ptr, ptr, ctype, ssize]
+        getattr(lib, f"tc_wave_boxes_{sfx}").argtypes = [ptr, ptr, ptr, ssize, ptr, ssize,
+                                                         ctype, ctype]
+        getattr(lib, f"tc_wave_levels_{sfx}").argtypes = [
+            ctypes.POINTER(ptr), ssize, ssize, ssize, ssize, ssize, ssize, ptr, ctype, ctype]
     return lib
 
 
+def aligned_zeros(shape: tuple[int, ...], dtype: str, align: int = 64) -> np.ndarray:
+    """Zero-filled C-contiguous array whose first element starts on an ``align``-byte line."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dt.itemsize
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes].view(dt).reshape(shape)
+
+
+def _check_pair(u: np.ndarray, v: np.ndarray) -> None:
+    if not (u.flags.c_contiguous and v.flags.c_contiguous and u.dtype == v.dtype
+            and u.shape == v.shape and u.dtype in _SUFFIX):
+        raise ValueError("C kernel needs C-contiguous float32/float64 arrays of one shape "
+                         f"and dtype, got {u.dtype}{u.shape} and {v.dtype}{v.shape}")
+
+
 class CBackend:
-    """Fused C loop over a box; one pass over memory per step."""
+    """Fused C loops: one step over a box, several boxes, or a temporal block of k steps."""
 
     name = "c"
     xp = np
@@ -60,8 +81,8 @@ class CBackend:
 
     @staticmethod
     def zeros(shape: tuple[int, int], dtype: str) -> np.ndarray:
-        """Zero-filled host array."""
-        return np.zeros(shape, dtype=dtype)
+        """Zero-filled host array starting on a 64-byte cache line (so padded rows do)."""
+        return aligned_zeros(shape, dtype)
 
     def step(self, u: np.ndarray, u_prev: np.ndarray, u_next: np.ndarray,
              box: tuple[int, int, int, int], cx: float, cy: float) -> None:
@@ -76,6 +97,51 @@ class CBackend:
         fn(u.ctypes.data, u_prev.ctypes.data, u_next.ctypes.data, u.shape[1],
            i0, i1, j0, j1, cx, cy)
 
+    def step_boxes(self, u: np.ndarray, u_prev: np.ndarray, u_next: np.ndarray,
+                   boxes: list, cx: float, cy: float) -> None:
+        """One step on several boxes (the rim strips) in one C call."""
+        if not boxes:
+            return
+        _check_pair(u, u_prev)
+        _check_pair(u, u_next)
+        flat = np.ascontiguousarray(boxes, dtype=np.intp).reshape(-1)
+        fn = getattr(self.lib, f"tc_wave_boxes_{_SUFFIX[u.dtype]}")
+        fn(u.ctypes.data, u_prev.ctypes.data, u_next.ctypes.data, u.shape[1],
+           flat.ctypes.data, len(flat) // 4, cx, cy)
+
+    def block(self, a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int],
+              ext: tuple[int, int, int, int], k: int, cx: float, cy: float) -> None:
+        """Advance ``k`` steps in place in one C call (wavefront over rows).
+
+        ``a`` holds ``u^n``, ``b`` holds ``u^{n-1}``; afterwards the newest level is
+        in ``b`` if ``k`` is odd, else in ``a``. Step ``s`` covers ``box`` grown by
+        ``ext[side] * (k - s)`` (``ext`` per side: i0, i1, j0, j1; 1 towards a halo at
+        least ``k`` deep, 0 at the global boundary).
+        """
+        self.levels(([b, a] * (k // 2 + 2))[:k + 2], box, ext, cx, cy, k)
+
+    def levels(self, levels: list, box: tuple[int, int, int, int],
+               ext: tuple[int, int, int, int], cx: float, cy: float,
+               k: int | None = None) -> None:
+        """Advance ``k`` steps in one C call: ``levels[s + 1]`` gets ``u^{n+s}``.
+
+        ``levels[0]`` holds ``u^{n-1}`` and ``levels[1]`` holds ``u^n``; the others are
+        written (separate frames, or the two buffers alternating for in place).
+        ``k`` defaults to ``len(levels) - 2``.
+        """
+        k = len(levels) - 2 if k is None else k
+        if k < 1:
+            return
+        if len(levels) < k + 2:
+            raise ValueError(f"{k} steps need {k + 2} levels, got {len(levels)}")
+        for level in levels[1:k + 2]:
+            _check_pair(levels[0], level)
+        table = (ctypes.c_void_p * (k + 2))(*(lv.ctypes.data for lv in levels[:k + 2]))
+        grow = np.ascontiguousarray(ext, dtype=np.intp)
+        i0, i1, j0, j1 = box
+        fn = getattr(self.lib, f"tc_wave_levels_{_SUFFIX[levels[0].dtype]}")
+        fn(table, k, levels[0].shape[1], i0, i1, j0, j1, grow.ctypes.data, cx, cy)
+
     def copy(self, a: np.ndarray, b: np.ndarray) -> None:
         """STREAM copy ``b[:] = a`` (bandwidth probe)."""
         getattr(self.lib, f"tc_copy_{_SUFFIX[a.dtype]}")(a.ctypes.data, b.ctypes.data, a.size)
@@ -84,6 +150,12 @@ class CBackend:
         """STREAM triad ``c[:] = a + s b`` (bandwidth probe)."""
         getattr(self.lib, f"tc_triad_{_SUFFIX[a.dtype]}")(a.ctypes.data, b.ctypes.data,
                                                           c.ctypes.data, s, a.size)
+
+    def update(self, a: np.ndarray, b: np.ndarray, s: float) -> None:
+        """In-place stream ``b[:] = a + s b``: the traffic of one leapfrog step (bound)."""
+        _check_pair(a, b)
+        getattr(self.lib, f"tc_update_{_SUFFIX[a.dtype]}")(a.ctypes.data, b.ctypes.data, s,
+                                                           a.size)
 
 
 def load() -> CBackend:
