@@ -25,32 +25,80 @@ COMMON = ("--init", "gaussian", "--dtype", "float32", "--kernel-sizes", "3", "--
           "--quiet")
 SLACK = 0.10     # auto is correct when within this of the measured faster division
 
-#: name -> (sim ranks, train ranks, channel or None for each division's default, flags)
+#: one-pair iterations of a width-1 CNN: the training side's smallest real step
+SMALL_CNN = ("--cnn-width", "1", "--batch-size", "1")
+MAX_SLOT_BYTES = 64 << 20
+#: name -> (sim ranks, train ranks, channel or None for each division's default, target
+#: solver-to-training ratio, flags). The sim steps per cycle ``K`` are picked by
+#: :func:`steps_for` to reach the target on this machine. A C-kernel step is so much
+#: cheaper than a CNN step on a CPU core that only the NumPy kernel reaches
+#: solver-heavy cycles with slots that fit in memory; the first workload keeps the C
+#: kernel (training-dominated, as every C-kernel run on this machine is).
 WORKLOADS = {
-    "train-heavy 1+1 129^2": (1, 1, None, ("--grid", "129", "129", "--sim-steps", "8",
-                                           "--train-iters", "2", "--cnn-width", "4",
-                                           "--batch-size", "4")),
-    "balanced 1+1 257^2": (1, 1, None, ("--grid", "257", "257", "--sim-steps", "96",
-                                        "--train-iters", "1", "--cnn-width", "2",
-                                        "--batch-size", "1")),
-    "sim-heavy 1+1 257^2": (1, 1, None, ("--grid", "257", "257", "--sim-steps", "320",
-                                         "--train-iters", "1", "--cnn-width", "2",
-                                         "--batch-size", "1")),
-    "balanced file 1+1 257^2": (1, 1, "file", ("--grid", "257", "257", "--sim-steps", "96",
-                                               "--train-iters", "1", "--cnn-width", "2",
-                                               "--batch-size", "1")),
-    "sim-heavy mpi 1+1 193^2": (1, 1, "mpi", ("--grid", "193", "193", "--sim-steps", "256",
-                                              "--train-iters", "1", "--cnn-width", "2",
-                                              "--batch-size", "1")),
-    "2 sim + 1 train 257^2": (2, 1, None, ("--grid", "257", "257", "--sim-steps", "160",
-                                           "--train-iters", "1", "--cnn-width", "2",
-                                           "--batch-size", "1")),
-    "1 sim + 2 train (DDP) 129^2": (1, 2, None, ("--grid", "129", "129", "--sim-steps", "32",
-                                                 "--train-iters", "2", "--cnn-width", "2",
-                                                 "--batch-size", "2")),
+    "C kernel 1+1 129^2 M=2": (1, 1, None, 0.03, ("--grid", "129", "129", "--kernel", "c",
+                                                  "--train-iters", "2", *SMALL_CNN)),
+    "numpy 1+1 129^2 M=2": (1, 1, None, 0.1, ("--grid", "129", "129", "--kernel", "numpy",
+                                              "--train-iters", "2", *SMALL_CNN)),
+    "numpy 1+1 129^2 file": (1, 1, "file", 1.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                                 "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+1 129^2 mpi": (1, 1, "mpi", 3.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                               "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+1 65^2": (1, 1, None, 10.0, ("--grid", "65", "65", "--kernel", "numpy",
+                                          "--train-iters", "1", *SMALL_CNN)),
+    "numpy 2+1 129^2": (2, 1, None, 1.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                          "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+2 (DDP) 129^2 M=2": (1, 2, None, 0.3, ("--grid", "129", "129", "--kernel",
+                                                    "numpy", "--train-iters", "2",
+                                                    *SMALL_CNN)),
 }
-QUICK = {"quick 1+1 33^2": (1, 1, None, ("--grid", "33", "33", "--sim-steps", "8",
-                                         "--train-iters", "2", "--cnn-width", "4"))}
+QUICK = {"quick 1+1 33^2": (1, 1, None, 0.0, ("--grid", "33", "33", "--sim-steps", "8",
+                                              "--train-iters", "2", *SMALL_CNN))}
+
+
+def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> int:
+    """Sim steps per cycle that make the solver ``target`` times the training (a probe).
+
+    A second's probe in this process: solver steps on the run's largest block, alone,
+    and one-pair training iterations on it. Only the sizes come from it; the cost model
+    is calibrated afterwards on the chosen sizes, at the run's rank counts.
+    """
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.sim.solver import WaveSolver
+    from tcoupled.training.model import build_model
+    from tcoupled.training.trainer import Trainer, pairs_from_frames
+
+    workload = workload_of(sim, train, (*flags, "--sim-steps", "1"), 1)
+    dims = init_mpi().Compute_dims(sim, 2)
+    block = tuple(-(-n // d) for n, d in zip(workload.wave.grid, dims))
+    from dataclasses import replace
+
+    with WaveSolver(replace(workload.wave, grid=block), init_mpi().COMM_SELF) as solver:
+        solver.step(5)
+        steps = []
+        for _ in range(7):
+            start = time.perf_counter()
+            solver.step(10)
+            steps.append((time.perf_counter() - start) / 10)
+    step = statistics.median(steps)
+    torch.set_num_threads(1)
+    member = workload.members[0]
+    trainer = Trainer(build_model(member, workload.wave.dtype), member.lr, batch_size=1)
+    groups = [pairs_from_frames(torch.randn((3, *block)))]
+    trainer.train(groups, 2)
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        trainer.train(groups, 1)
+        times.append(time.perf_counter() - start)
+    cycle_train = workload.train_iters * statistics.median(times)
+    frame = int(np.prod(block)) * 4
+    return int(min(max(4, round(target * cycle_train / step)), MAX_SLOT_BYTES // frame - 1))
 
 
 def sizes(quick: bool) -> dict:
@@ -129,12 +177,17 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
 
     from tcoupled.coupling.costmodel import calibrate, choose_division, predict
 
-    sim, train, channel, flags = spec
+    sim, train, channel, target, flags = spec
+    if target:
+        flags = (*flags, "--sim-steps", str(steps_for(sim, train, target, flags)))
     workload = workload_of(sim, train, flags, size["cycles"])
     costs, links = calibrate(workload)
     links.update(override)
     chosen, why = choose_division(workload, channel, links, costs)
     rows = []
+    # the solver's cycle over the training iterations' (the digest of a slot is a
+    # coupling cost that grows with the slot, counted in the prediction, not here)
+    train_compute = workload.train_iters * (costs.iter_s + costs.allreduce_s)
     for division in ("time", "space"):
         link = channel or ("shm" if division == "time" else "mpi")
         parts = predict(costs, links[link], division, workload.train_iters, size["cycles"])
@@ -142,8 +195,9 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
         found = measured_spread(args, sim + train, size["launches"])
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
                "channel": link, "sim_ranks": sim, "train_ranks": train,
+               "sim_steps": workload.sim_steps, "target_ratio": target,
                "predicted_s": parts["cycle_s"], "parts": parts,
-               "solver_to_training": costs.sim_s / max(parts["train_s"], 1e-12)}
+               "solver_to_training": costs.sim_s / max(train_compute, 1e-12)}
         if found is None:
             row["failed"] = True
         else:
