@@ -185,3 +185,20 @@ def test_bench_model_quick_compares_prediction_with_real_runs(tmp_path):
     assert head["within_25pct_fraction"] == sum(
         abs(r["ratio"] - 1) <= 0.25 for r in results["rows"]) / 2
     assert (tmp_path / "bench_model.png").stat().st_size > 10_000
+
+
+def test_bench_json_handoff_costs_are_read_when_present(tmp_path, monkeypatch):
+    from tcoupled.coupling.costmodel import handoff_from_bench_json
+
+    rows = [{"method": "mpi", "bytes": 1000, "seconds": 2e-5},
+            {"method": "mpi", "bytes": 101000, "seconds": 1.2e-4}]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"channels": {"rows": rows}}))
+    fitted, source = handoff_from_bench_json(str(path))
+    assert fitted["mpi"].s_per_byte == pytest.approx(1e-9) and source == "bench channels (mpi)"
+    monkeypatch.setenv("TCOUPLED_BENCH_JSON", str(path))
+    assert handoff_from_bench_json(None)[0] == fitted
+    path.write_text("{not json")
+    assert handoff_from_bench_json(None) == ({}, "in-run")
+    monkeypatch.delenv("TCOUPLED_BENCH_JSON")
+    assert handoff_from_bench_json(None) == ({}, "in-run")

@@ -162,13 +162,9 @@ def measured_spread(args: list[str], ranks: int, launches: int) -> dict | None:
 
 def bench_handoff(out: Path) -> tuple[dict, str]:
     """Handoff costs fitted to this run's ``bench channels`` result, if any."""
-    from tcoupled.coupling.costmodel import handoff_costs_from_bench
-    from tcoupled.runtime.store import read_json
+    from tcoupled.coupling.costmodel import handoff_from_bench_json
 
-    path = out / "bench.json"
-    channels = read_json(path).get("channels") if path.exists() else None
-    fitted = handoff_costs_from_bench(channels) if isinstance(channels, dict) else {}
-    return fitted, ("bench channels: " + ", ".join(sorted(fitted))) if fitted else "in-run"
+    return handoff_from_bench_json(str(out / "bench.json"))
 
 
 def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[list, dict]:

@@ -233,20 +233,46 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
     return costs, handoff
 
 
+def handoff_from_bench_json(path: str | None) -> tuple[dict[str, HandoffCost], str]:
+    """Handoff costs fitted to the ``channels`` result of a ``bench.json``, and the source.
+
+    ``path`` ``None`` reads ``TCOUPLED_BENCH_JSON``; no file, no ``channels`` result or
+    rows of another layout give ``{}`` (the calibration's in-run measurement is used).
+    """
+    import json
+    from pathlib import Path
+
+    from tcoupled.runtime.mpienv import env
+
+    path = path or env("BENCH_JSON")
+    if not path or not Path(path).is_file():
+        return {}, "in-run"
+    try:
+        channels = json.loads(Path(path).read_text()).get("channels")
+    except (OSError, ValueError, AttributeError):
+        return {}, "in-run"
+    fitted = handoff_costs_from_bench(channels) if isinstance(channels, dict) else {}
+    return fitted, (f"bench channels ({', '.join(sorted(fitted))})" if fitted else "in-run")
+
+
 def choose_division(workload: Workload, channel: str | None = None,
                     handoff: dict[str, HandoffCost] | None = None,
                     costs: UnitCosts | None = None) -> tuple[str, str]:
     """Pick space only when predicted ``SPACE_MARGIN`` faster; return it and a one-line why.
 
-    ``handoff`` (e.g. fitted to ``bench channels``) overrides the in-run measurement per
-    channel; ``costs`` skips the calibration job (both given: no job at all).
+    ``handoff`` overrides the in-run measurement per channel (``None``: the ``bench
+    channels`` result in ``TCOUPLED_BENCH_JSON``, if any); ``costs`` skips the
+    calibration job (both given: no job at all).
     """
     if workload.train_ranks == 0:
         return "time", "space division needs separate train ranks (--train-ranks 0)"
     measured_handoff: dict[str, HandoffCost] = {}
     if costs is None:
         costs, measured_handoff = calibrate(workload)
-    links = {**measured_handoff, **(handoff or {})}
+    source = "in-run"
+    if handoff is None:
+        handoff, source = handoff_from_bench_json(None)
+    links = {**measured_handoff, **handoff}
     cycle, channels = {}, {}
     for division in ("time", "space"):
         channels[division] = channel or _default_channel(division, workload.train_ranks)
@@ -263,7 +289,7 @@ def choose_division(workload: Workload, channel: str | None = None,
            f"{margin:+.0%} faster (needs {SPACE_MARGIN:+.0%}); per cycle sim "
            f"{costs.sim_s:.4f} s (halo {costs.halo_s:.4f} s), train {train:.4f} s "
            f"(allreduce {workload.train_iters * costs.allreduce_s:.4f} s), slot "
-           f"{costs.slot_bytes / 1e6:.2f} MB"
+           f"{costs.slot_bytes / 1e6:.2f} MB, handoff costs {source}"
            + (f"; {busy} ranks on {costs.cores} cores (oversubscription modelled)"
               if costs.cores and busy > costs.cores else ""))
     return best, why
