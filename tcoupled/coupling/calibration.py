@@ -138,11 +138,14 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         first = time.perf_counter() - start
         timer.totals.clear()
         times: list[float] = []
-        while len(times) < 60 and (len(times) < 5 or sum(times) < MIN_TRAIN_S):
+        more = True
+        while more:   # every rank of the DDP group runs the same iterations
             member_comm.Barrier()
             start = time.perf_counter()
             trainer.train(groups, 1)
             times.append(time.perf_counter() - start)
+            more = member_comm.allreduce(len(times) < 60 and (len(times) < 5 or sum(times)
+                                                               < MIN_TRAIN_S), op=_max())
         # read defensively: the allreduce phase may be timed under another name or not
         allreduce = timer.totals.get("allreduce", 0.0) / len(times)
         found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
