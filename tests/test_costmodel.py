@@ -105,6 +105,20 @@ def test_oversubscribed_space_division_shares_the_cores():
     assert four["cycle_s"] == pytest.approx(produce + consume + (consume + 0.4) / 4)
 
 
+def test_space_division_uses_the_costs_measured_side_by_side():
+    from dataclasses import replace
+
+    together = replace(COSTS, sim_together_s=0.5, iter_together_s=0.08, cores=1,
+                       sim_ranks=1, train_ranks=1)
+    parts = predict(together, LINK, "space", train_iters=4, cycles=4)
+    produce, consume = 0.5 + 0.002, 2 * 0.002 + 4 * 0.08
+    assert parts["produce_s"] == pytest.approx(produce)
+    assert parts["consume_s"] == pytest.approx(consume)
+    # measured together: no core-sharing term on top
+    assert parts["cycle_s"] == pytest.approx(produce + (consume + 0.4) / 4)
+    assert predict(together, LINK, "time", 4, 4) == predict(COSTS, LINK, "time", 4, 4)
+
+
 def test_calibration_result_becomes_unit_costs():
     from tcoupled.coupling.costmodel import calibrate
     from tcoupled.sim.config import WaveConfig
@@ -113,13 +127,14 @@ def test_calibration_result_becomes_unit_costs():
                         train_ranks=1, members=(), sim_steps=4, train_iters=3, cycles=2)
     measured = {"sim_s": 0.02, "sim_serial_s": 0.015, "local_shape": [17, 33],
                 "iter_s": 0.05, "allreduce_s": 0.01, "first_iter_s": 0.2, "digest_s": 1e-4,
-                "feeds": 1, "sources": 2, "handoff": {"mpi": [1e-5, 1e-9], "shm": [2e-5, 0]}}
+                "feeds": 1, "sources": 2, "handoff": {"mpi": [1e-5, 1e-9], "shm": [2e-5, 0]},
+                "sim_together_s": 0.03, "iter_together_s": 0.07}
     costs, links = calibrate(workload, measured)
     assert costs.slot_bytes == 5 * 17 * 33 * 4
     assert costs.iter_s == pytest.approx(0.04) and costs.allreduce_s == 0.01
     assert costs.warmup_s == pytest.approx(0.15) and costs.halo_s == pytest.approx(0.005)
     assert (costs.feeds, costs.sources, costs.sim_ranks, costs.train_ranks) == (1, 2, 2, 1)
-    assert costs.cores >= 1
+    assert costs.cores >= 1 and (costs.sim_together_s, costs.iter_together_s) == (0.03, 0.07)
     assert links == {"mpi": HandoffCost(1e-5, 1e-9), "shm": HandoffCost(2e-5, 0)}
 
 
@@ -137,6 +152,7 @@ def test_calibration_job_runs_at_the_run_rank_counts():
     assert found["local_shape"] == [17, 33]  # the larger of the two blocks, as the run cuts
     assert found["sim_s"] > 0 and found["sim_serial_s"] > 0
     assert found["first_iter_s"] > 0 and found["iter_s"] > 0 and found["allreduce_s"] >= 0
+    assert found["sim_together_s"] > 0 and found["iter_together_s"] > 0
     assert (found["feeds"], found["sources"]) == (1, 2)
     assert set(found["handoff"]) == {"inproc", "shm", "mpi", "file"}
     assert all(latency > 0 and per_byte >= 0 for latency, per_byte in found["handoff"].values())

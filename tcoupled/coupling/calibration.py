@@ -15,6 +15,11 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a pickled
     ``sources`` slots of the run's block shape: the first iteration (its extra time is
     paid once per run), then iterations for about half a second; the allreduce time is
     read from the trainer's timer;
+``together``
+    (with separate train ranks) both sides at once for about a second, sim ranks
+    stepping cycles while train ranks train, as space division runs them: the
+    per-cycle and per-iteration times under each other's load (shared cores, memory
+    bandwidth, the trainer's communication threads);
 ``handoff``
     sim rank 0 hands the first train rank a slot-sized buffer the way each channel
     moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
@@ -36,6 +41,7 @@ import numpy as np
 
 REPEATS = 3
 MIN_TRAIN_S = 0.5
+TOGETHER_S = 1.0
 
 
 def sleep_barrier(comm: Any) -> None:
@@ -82,13 +88,12 @@ def _max() -> Any:
     return init_mpi().MAX
 
 
-def sim_phase(world: Any, workload: Any, is_sim: bool) -> dict:
+def sim_phase(world: Any, sim_comm: Any, workload: Any, is_sim: bool) -> dict:
     """Decomposed cycle on the sim ranks, then sim rank 0's block alone."""
     from dataclasses import replace
 
     from tcoupled.runtime.mpienv import init_mpi
 
-    sim_comm = world.Split(0 if is_sim else 1, world.Get_rank())
     found: dict = {}
     if is_sim:
         found["sim_s"] = time_sim(workload.wave, sim_comm, workload.sim_steps)
@@ -97,7 +102,6 @@ def sim_phase(world: Any, workload: Any, is_sim: bool) -> dict:
         with WaveSolver(workload.wave, sim_comm) as solver:
             local = tuple(solver.local_shape)
             found["local_shape"] = list(local)
-    sim_comm.Free()
     sleep_barrier(world)
     if world.Get_rank() == 0:
         block = replace(workload.wave, grid=local)
@@ -106,12 +110,39 @@ def sim_phase(world: Any, workload: Any, is_sim: bool) -> dict:
     return found
 
 
+def run_for(comm: Any, window_s: float, work: Any) -> list[float]:
+    """Call ``work()`` on every rank of ``comm`` until ``window_s`` passed (all agree)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    more = True
+    while more:
+        begin = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - begin)
+        more = comm.allreduce(time.perf_counter() - start < window_s or len(times) < 3,
+                              op=_max())
+    return times
+
+
+def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
+    """Sim ranks: cycles for ``window_s`` while the train ranks train (space division)."""
+    from tcoupled.sim.solver import WaveSolver
+
+    with WaveSolver(workload.wave, sim_comm) as solver:
+        slot = np.empty((workload.sim_steps + 1, *solver.local_shape), dtype=workload.wave.dtype)
+        times = run_for(sim_comm, window_s, lambda: _cycle(solver, slot, workload.sim_steps))
+    return {"sim_together_s": statistics.median(times)}
+
+
 def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int,
-                frames: tuple, sources: int, scratch: str) -> dict:
+                frames: tuple, sources: int, scratch: str,
+                together: tuple[Any, float] | None = None) -> dict:
     """Train each member on its DDP group; this rank's first, median and allreduce times.
 
     ``train_rank`` is this rank's index among the ``trainers`` training ranks (``None``
-    if it does not train); consecutive groups of them train one member each.
+    if it does not train); consecutive groups of them train one member each. With
+    ``together = (sim_comm, window_s)`` the trainers then train again for ``window_s``
+    while the sim ranks (``sim_comm`` not null) step cycles (:func:`sim_together`).
     """
     import torch
 
@@ -150,6 +181,16 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         allreduce = timer.totals.get("allreduce", 0.0) / len(times)
         found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
                  "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype)}
+    if together is not None:
+        # long enough for three of the slower side's steps, so the two overlap
+        window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=_max())
+        sleep_barrier(world)
+        if train_rank is not None:
+            times = run_for(member_comm, window, lambda: trainer.train(groups, 1))
+            found["iter_together_s"] = statistics.median(times)
+        else:
+            found.update(sim_together(workload, together[0], window))
+    if train_rank is not None:
         del trainer
         close_member_group(member_comm)
     member_comm.Free()
@@ -234,17 +275,23 @@ def main(argv: list[str] | None = None) -> None:
     rank, sim = world.Get_rank(), workload.sim_ranks
     scratch = world.bcast(tempfile.mkdtemp(prefix="tcoupled-calibration-") if rank == 0
                           else None)
-    found = sim_phase(world, workload, rank < sim)
-    local = world.bcast(found.get("local_shape"), root=0)
+    sim_comm = world.Split(0 if rank < sim else 1, rank)
+    found = sim_phase(world, sim_comm, workload, rank < sim)
+    local, sim_s = world.bcast((found.get("local_shape"), found.get("sim_s")), root=0)
     feeds, sources, _ = fan_out(workload)
     frames = (workload.sim_steps + 1, *local)
     # with --train-ranks 0 the sim ranks train, in process (no handoff to measure)
     first, trainers = (sim, workload.train_ranks) if workload.train_ranks else (0, sim)
     mine = rank - first if first <= rank < first + trainers else None
-    train = train_phase(world, workload, mine, trainers, frames, sources, scratch)
-    trains = [t for t in world.gather(train, root=0) or [] if t]
+    together = (sim_comm, max(TOGETHER_S, 3 * sim_s)) if workload.train_ranks else None
+    train = train_phase(world, workload, mine, trainers, frames, sources, scratch, together)
+    sim_comm.Free()
     if rank == 0:
-        found.update({key: max(t[key] for t in trains) for key in trains[0]})
+        for part in world.gather(train, root=0):
+            for key, value in part.items():   # the slowest rank's figure
+                found[key] = max(found.get(key, value), value)
+    else:
+        world.gather(train, root=0)
     if workload.train_ranks:
         found.update(handoff_phase(world, sim, slot_bytes(workload, local), scratch))
     else:

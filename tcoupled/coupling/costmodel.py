@@ -20,12 +20,15 @@ and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
   cycle of the faster side to fill: ``wall = C * max + min``, so
   ``cycle = max(produce, consume) + (min(produce, consume) + warmup) / C``.
 
-Oversubscription is modelled: in space division the ``S`` sim and ``T`` train ranks
-compute at once, so with ``P`` cores a cycle also takes at least the busy core-seconds
-over the cores, ``(min(S, P) produce + min(T, P) consume) / P`` (waiting ranks sleep;
-in time division only one side computes at a time, and the calibration already ran
-that side at its rank count). Memory-bandwidth sharing between concurrent ranks is
-not modelled.
+In space division both sides compute at once. The calibration measures ``sim`` and
+``iter + allreduce`` a second time with the two sides running together, and space
+division's ``produce`` and ``consume`` use those figures: sharing of cores (more busy
+ranks, or threads, than cores), of memory bandwidth and of the trainer's communication
+threads is then measured, not modelled. Without them (costs given by hand)
+oversubscription is modelled: with ``P`` cores a cycle also takes at least the busy
+core-seconds over the cores, ``(min(S, P) produce + min(T, P) consume) / P`` (waiting
+ranks sleep; in time division only one side computes at a time, and the calibration
+ran that side at its rank count).
 
 Every input is measured on the run's own shapes by :func:`calibrate`: a short job
 (:mod:`tcoupled.coupling.calibration`) at the run's rank counts times a decomposed
@@ -94,6 +97,8 @@ class UnitCosts:
     train_ranks: int = 0
     cores: int = 0             # cores the ranks share (0: one core per rank)
     halo_s: float = 0.0        # of sim_s: decomposed minus one block alone (reported only)
+    sim_together_s: float = 0.0    # sim_s while the trainers train (0: not measured)
+    iter_together_s: float = 0.0   # iter_s + allreduce_s while the sim ranks step
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
@@ -128,11 +133,14 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
                 "handoff_s": handoffs, "train_s": train}
     if division != "space":
         raise ConfigError(f"division must be time or space, got {division!r}")
-    produce = costs.sim_s + costs.feeds * h
+    together = costs.sim_together_s > 0 and costs.iter_together_s > 0
+    if together:   # measured side by side: sharing of cores and bandwidth included
+        train = train_iters * costs.iter_together_s + costs.sources * costs.digest_s
+    produce = (costs.sim_together_s if together else costs.sim_s) + costs.feeds * h
     consume = costs.sources * h + train
     steady = max(produce, consume)
     busy = 0.0
-    if costs.cores:
+    if costs.cores and not together:
         busy = (min(costs.sim_ranks, costs.cores) * produce
                 + min(costs.train_ranks, costs.cores) * consume) / costs.cores
     cycle = max(steady, busy) + min(produce, consume) / max(cycles, 1) + warmup
@@ -228,7 +236,9 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         warmup_s=max(found["first_iter_s"] - found["iter_s"], 0.0),
         digest_s=found.get("digest_s", 0.0), sim_ranks=workload.sim_ranks,
         train_ranks=workload.train_ranks, cores=cores_available(),
-        halo_s=max(found["sim_s"] - found.get("sim_serial_s", found["sim_s"]), 0.0))
+        halo_s=max(found["sim_s"] - found.get("sim_serial_s", found["sim_s"]), 0.0),
+        sim_together_s=found.get("sim_together_s", 0.0),
+        iter_together_s=found.get("iter_together_s", 0.0))
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
     return costs, handoff
 
