@@ -24,8 +24,8 @@ LINK = HandoffCost(0.001, 1e-6)      # 1 ms + 1 us per byte: 2 ms per slot
 
 def test_time_division_adds_the_phases():
     parts = predict(COSTS, LINK, "time", train_iters=4, cycles=4)
-    # sim + handoff * max(feeds, sources) + M * (iter + allreduce) + warmup / C
-    assert parts["cycle_s"] == pytest.approx(0.3 + 2 * 0.002 + 4 * 0.06 + 0.1)
+    # sim + handoff * max(feeds, sources) + turn back + M * (iter + allreduce) + warmup / C
+    assert parts["cycle_s"] == pytest.approx(0.3 + 2 * 0.002 + 0.001 + 4 * 0.06 + 0.1)
     assert parts["train_s"] == pytest.approx(0.24)
 
 

@@ -23,7 +23,8 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a pickled
 ``handoff``
     sim rank 0 hands the first train rank a slot-sized buffer the way each channel
     moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
-    zero copy, a signal only) and the tiny-message latency.
+    zero copy, a signal only) and the tiny-message latency, the receiver waiting as
+    the roles wait (probing with backoff, :mod:`tcoupled.runtime.waiting`).
 
 Sim rank 0 writes the JSON result to ``OUT``.
 """
@@ -229,6 +230,17 @@ def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> di
     tiny = np.zeros(1, dtype=np.float32)
     path = Path(scratch, "handoff.bin")
 
+    def recv(buffer: Any, tag: int) -> None:
+        """Receive as a waiting role does: probing with backoff, then the receive."""
+        try:
+            from tcoupled.runtime.mpienv import init_mpi
+            from tcoupled.runtime.waiting import wait_for_message
+        except ImportError:  # renamed: a plain blocking receive
+            world.Recv(buffer, source=peer, tag=tag)
+            return
+        wait_for_message(world, peer, tag, init_mpi().Status())
+        world.Recv(buffer, source=peer, tag=tag)
+
     def round_trip(kind: str) -> float:
         start = time.perf_counter()
         if rank == 0:
@@ -239,12 +251,12 @@ def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> di
                 world.Send(tiny, dest=peer, tag=71)
             else:
                 world.Send(tiny, dest=peer, tag=71)
-            world.Recv(tiny, source=peer, tag=72)
+            recv(tiny, 72)
         else:
             if kind == "mpi":
-                world.Recv(payload, source=peer, tag=71)
+                recv(payload, 71)
             else:
-                world.Recv(tiny, source=peer, tag=71)
+                recv(tiny, 71)
                 if kind == "file":
                     payload[...] = np.fromfile(path, dtype=np.float32)
             world.Send(tiny, dest=peer, tag=72)

@@ -14,7 +14,8 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 
 and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
 
-* time division (turns): ``cycle = sim + h * max(f, s) + M * iter + warmup / C``;
+* time division (turns): ``cycle = sim + h * max(f, s) + latency + M * iter + warmup / C``
+  (the latency of handing the turn back to the sim ranks);
 * space division (concurrent, double buffered): ``produce = sim + f * h``,
   ``consume = s * h + M * iter``; the pipeline runs at the slower side and pays one
   cycle of the faster side to fill: ``wall = C * max + min``, so
@@ -128,7 +129,8 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     train = train_iters * (costs.iter_s + costs.allreduce_s) + costs.sources * costs.digest_s
     warmup = costs.warmup_s / max(cycles, 1)
     if division == "time":
-        handoffs = h * max(costs.feeds, costs.sources)
+        # the slots, then the signal that hands the turn back to the sim ranks
+        handoffs = h * max(costs.feeds, costs.sources) + handoff.latency_s
         return {"cycle_s": costs.sim_s + handoffs + train + warmup, "sim_s": costs.sim_s,
                 "handoff_s": handoffs, "train_s": train}
     if division != "space":
