@@ -37,7 +37,7 @@ def test_readme_paragraphs_show_every_spread():
                          {"farm": q}, "farm_over_parsl": 12.5, "isolation_cost_ms_per_task": 0.05}}
     text = "\n".join(readme.farm(farm))
     assert "| farm | 10 (IQR 9-12) | 10.000 (IQR 9.000-12.000) |" in text
-    assert "12.50x Parsl HTEX with chunked apps" in text and "0.050 ms per task" in text
+    assert "12.5x Parsl HTEX with chunked apps" in text and "0.050 ms per task" in text
     ddp = {"headline": {"n": 256, "launches": 7, "efficiency_2": 0.9, "ci95": [0.8, 0.95],
                         "ci95_coverage": 0.984, "samples_per_s_1": 10.0,
                         "samples_per_s_2": 18.0, "allreduce_share_2": 0.03}}

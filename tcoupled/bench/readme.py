@@ -25,7 +25,7 @@ def farm(results: dict) -> list[str]:
     for runner, q in head["tasks_per_s"].items():
         lines.append(f"| {runner} | {_q(q)} | "
                      f"{_q(head['overhead_ms_per_task'][runner], '.3f')} |")
-    ratios = [f"{head[key]:.2f}x {what}" for key, what in (
+    ratios = [f"{head[key]:.3g}x {what}" for key, what in (
         ("farm_over_parsl", "Parsl HTEX with chunked apps"),
         ("farm_over_parsl_per_task", "Parsl HTEX with an app per task"),
         ("farm_over_mpi4py_futures", "`mpi4py.futures` at its defaults"),
