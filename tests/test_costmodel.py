@@ -66,6 +66,14 @@ def test_handoff_fit_is_flat_for_zero_copy_and_linear_for_copies():
     assert set(fitted) == {"mpi", "shm"}  # no rows, no fit: the in-run measurement stays
 
 
+def test_handoff_fit_reads_rows_timed_end_to_end():
+    rows = [{"channel": "mpi", "bytes": 1000, "handoff_us": 25.0, "touch_us": 5.0},
+            {"channel": "mpi", "bytes": 101000, "handoff_us": 140.0, "touch_us": 20.0}]
+    fitted = handoff_costs_from_bench({"rows": rows})
+    assert fitted["mpi"].s_per_byte == pytest.approx(1e-9)
+    assert fitted["mpi"].seconds(1000) == pytest.approx(2e-5)
+
+
 def test_handoff_fit_skips_rows_of_another_layout():
     rows = [{"method": "mpi", "size": 10, "time": 1.0}, "not a row",
             {"method": "file", "bytes": 100, "seconds": 1e-3}]

@@ -190,7 +190,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
         args = couple_flags(sim, train, channel, flags, division, size["cycles"])
         found = measured_spread(args, sim + train, size["launches"])
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
-               "channel": link, "sim_ranks": sim, "train_ranks": train,
+               "channel": link, "ranks": sim + train, "sim_ranks": sim, "train_ranks": train,
                "sim_steps": workload.sim_steps, "target_ratio": target,
                "predicted_s": parts["cycle_s"], "parts": parts,
                "solver_to_training": costs.sim_s / max(train_compute, 1e-12)}

@@ -6,20 +6,15 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a pickled
 ``T`` train ranks, one phase at a time, the ranks outside a phase waiting asleep:
 
 ``sim``
-    the sim ranks step the run's global grid, decomposed as the run decomposes it (halo
-    exchanges included), ``K`` steps into a slot of ``K + 1`` fields, as a cycle does;
-    then sim rank 0 alone steps its block without neighbours (the halo's share is the
-    difference);
+    the sim ranks step the run's grid, decomposed as the run does (halo included), ``K``
+    steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
 ``train``
-    each member's train ranks form its DDP group (gloo, as ``couple``) and train on
-    ``sources`` slots of the run's block shape: the first iteration (its extra time is
-    paid once per run), then iterations for about half a second; the allreduce time is
-    read from the trainer's timer;
+    each member's train ranks form its DDP group, as ``couple``, and train on ``sources``
+    slots of the run's block: the first iteration (paid once per run), then iterations
+    for about half a second; the allreduce time is read from the trainer's timer;
 ``together``
-    (with separate train ranks) both sides at once for about a second, sim ranks
-    stepping cycles while train ranks train, as space division runs them: the
-    per-cycle and per-iteration times under each other's load (shared cores, memory
-    bandwidth, the trainer's communication threads);
+    (with train ranks) both sides at once for about a second, as space division runs
+    them: times under each other's load (cores, memory bandwidth, comm threads);
 ``handoff``
     sim rank 0 hands the first train rank a slot-sized buffer the way each channel
     moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
@@ -52,6 +47,26 @@ def sleep_barrier(comm: Any) -> None:
         time.sleep(5e-4)
 
 
+def new_slot(solver: Any, steps: int) -> Any:
+    """A slot of ``steps + 1`` frames as ``couple`` makes it (padded, in the solver's memory)."""
+    import inspect
+
+    from tcoupled.coupling.schedule import fill_slot
+
+    stepped_into = "ledger" in inspect.signature(fill_slot).parameters  # zero-copy slots
+    backend, block = getattr(solver, "backend", None), getattr(solver, "block", None)
+    if stepped_into and hasattr(backend, "zeros") and hasattr(block, "padded_shape"):
+        return backend.zeros((steps + 1, *block.padded_shape), solver.config.dtype)
+    return np.empty((steps + 1, *solver.local_shape), dtype=solver.config.dtype)
+
+
+def _synchronize(solver: Any) -> None:
+    """Wait for the solver's device kernels (no-op on the CPU)."""
+    stream = getattr(getattr(getattr(solver, "xp", None), "cuda", None), "get_current_stream", None)
+    if stream is not None:
+        stream().synchronize()
+
+
 def _cycle(solver: Any, slot: Any, steps: int) -> None:
     """One cycle of the sim side: ``steps`` steps into ``slot`` (``fill_slot`` if present)."""
     try:
@@ -64,6 +79,7 @@ def _cycle(solver: Any, slot: Any, steps: int) -> None:
             slot[i][...] = solver.field
         return
     fill_slot(solver, slot, steps, PhaseTimer())
+    _synchronize(solver)
 
 
 def time_sim(wave: Any, comm: Any, steps: int) -> float:
@@ -72,11 +88,11 @@ def time_sim(wave: Any, comm: Any, steps: int) -> float:
 
     times = []
     with WaveSolver(wave, comm) as solver:
-        slot = np.empty((steps + 1, *solver.local_shape), dtype=wave.dtype)
+        slots = [new_slot(solver, steps) for _ in range(2)]   # alternating, as in couple
         for repeat in range(REPEATS + 1):       # the first one warms up
             comm.Barrier()
             start = time.perf_counter()
-            _cycle(solver, slot, steps)
+            _cycle(solver, slots[repeat % 2], steps)
             took = comm.allreduce(time.perf_counter() - start, op=_max())
             if repeat:
                 times.append(took)
@@ -130,8 +146,14 @@ def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
     from tcoupled.sim.solver import WaveSolver
 
     with WaveSolver(workload.wave, sim_comm) as solver:
-        slot = np.empty((workload.sim_steps + 1, *solver.local_shape), dtype=workload.wave.dtype)
-        times = run_for(sim_comm, window_s, lambda: _cycle(solver, slot, workload.sim_steps))
+        slots = [new_slot(solver, workload.sim_steps) for _ in range(2)]
+        count = [0]
+
+        def cycle() -> None:
+            _cycle(solver, slots[count[0] % 2], workload.sim_steps)
+            count[0] += 1
+
+        times = run_for(sim_comm, window_s, cycle)
     return {"sim_together_s": statistics.median(times)}
 
 
@@ -158,13 +180,17 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     found: dict = {}
     if train_rank is not None:
         torch.set_num_threads(1)
+        from tcoupled.sim.backends import resolve_device
+
         member = workload.members[color % len(workload.members)]
-        group = init_member_group(member_comm, "gloo", scratch)
+        device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
+        group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
         timer = PhaseTimer()
-        trainer = Trainer(build_model(member, workload.wave.dtype), member.lr, group=group,
-                          timer=timer, batch_size=workload.batch_size or None)
+        trainer = Trainer(build_model(member, workload.wave.dtype, device), member.lr, device,
+                          group=group, timer=timer, batch_size=workload.batch_size or None)
         dtype = getattr(torch, workload.wave.dtype)
-        groups = [pairs_from_frames(torch.randn(frames, dtype=dtype)) for _ in range(sources)]
+        groups = [pairs_from_frames(torch.randn(frames, dtype=dtype, device=device))
+                  for _ in range(sources)]
         start = time.perf_counter()
         trainer.train(groups, 1)
         first = time.perf_counter() - start

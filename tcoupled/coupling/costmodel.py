@@ -105,21 +105,31 @@ class UnitCosts:
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
     """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows.
 
-    Rows need ``method``, ``bytes`` and ``seconds`` (another layout is skipped); a
-    channel with fewer than two sizes is left out, so the in-run measurement stays.
+    Rows need ``channel`` (or ``method``), ``bytes`` and ``seconds``, or ``handoff_us``
+    with ``touch_us`` (timed end to end: the channel adds ``handoff_us - touch_us``);
+    other rows are skipped, and a channel with fewer than two sizes is left out, so the
+    in-run measurement stays.
     """
     fitted = {}
+    rows = [r for r in channels.get("rows", []) if isinstance(r, dict)
+            and isinstance(r.get("bytes"), (int, float)) and _channel_seconds(r) is not None]
     for name in ("inproc", "shm", "mpi", "file"):
-        pts = sorted((r["bytes"], r["seconds"]) for r in channels.get("rows", [])
-                     if isinstance(r, dict) and r.get("method") == name
-                     and isinstance(r.get("bytes"), (int, float))
-                     and isinstance(r.get("seconds"), (int, float)))
+        pts = sorted((r["bytes"], _channel_seconds(r)) for r in rows
+                     if r.get("channel", r.get("method")) == name)
         if len(pts) < 2 or pts[0][0] == pts[-1][0]:
             continue
         (b0, t0), (b1, t1) = pts[0], pts[-1]
         slope = 0.0 if name in ("inproc", "shm") else max(0.0, (t1 - t0) / (b1 - b0))
         fitted[name] = HandoffCost(max(0.0, t0 - b0 * slope), slope)
     return fitted
+
+
+def _channel_seconds(row: dict) -> float | None:
+    """What the channel adds to one handoff: ``handoff_us - touch_us`` or ``seconds``."""
+    if isinstance(row.get("handoff_us"), (int, float)):
+        return max(0.0, row["handoff_us"] - row.get("touch_us", 0.0)) * 1e-6
+    seconds = row.get("seconds")
+    return seconds if isinstance(seconds, (int, float)) else None
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
