@@ -100,6 +100,7 @@ setup(
         "ase>=3.22",
         "matplotlib>=3.7",
         "pyyaml>=6",
+        "psutil>=5.9",
         "qm9pack>=1.0",
         "setuptools",
     ],

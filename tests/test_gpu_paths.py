@@ -223,7 +223,7 @@ def test_cost_model_slot_lives_where_the_solver_field_lives():
     refuses implicit conversion); the calibration's slot is made by the solver's backend."""
     from types import SimpleNamespace
 
-    from tcoupled.coupling.costmodel import slot_like
+    from tcoupled.coupling.calibration import new_slot
 
     FakeCupy.reset()
     field = FakeCupy.zeros((4, 5), "float32")
@@ -233,28 +233,10 @@ def test_cost_model_slot_lives_where_the_solver_field_lives():
                              backend=SimpleNamespace(zeros=FakeCupy.zeros))
     with pytest.raises(TypeError, match="Implicit conversion"):
         np.empty((3, 4, 5), dtype="float32")[0][...] = field
-    slot = slot_like(solver, 2)
+    slot = new_slot(solver, 2)
     assert isinstance(slot, type(field)) and slot.shape == (3, 4, 5)
     slot[1][...] = field                     # device to device: no conversion
     assert (slot.get()[1] == 2.0).all()
-
-
-def test_cost_model_calibrates_training_on_the_runs_device(monkeypatch):
-    from tcoupled.coupling import costmodel
-    from tcoupled.sim.config import WaveConfig
-    from tcoupled.training.ensemble import member_params
-
-    seen = {}
-    monkeypatch.setattr(costmodel, "resolve_device", lambda device, kernel: "cuda")
-    monkeypatch.setattr(costmodel, "time_sim_cycle", lambda *a, **k: 0.1)
-    monkeypatch.setattr(costmodel, "time_train_iter",
-                        lambda *a, device="cpu", **k: seen.setdefault("train", device) and 0.2)
-    monkeypatch.setattr(costmodel, "time_digest",
-                        lambda *a, device="cpu", **k: seen.setdefault("digest", device) and 0.0)
-    workload = costmodel.Workload(WaveConfig(grid=(33, 33), steps=1, dt=1e-3), 1, 1,
-                                  member_params(1), 4, 2, 3)
-    costmodel.calibrate(workload)
-    assert seen == {"train": "cuda", "digest": "cuda"}
 
 
 @pytest.mark.parametrize("ppn,counts,ensemble", [(16, (4, 8, 4), 2), (8, (4, 4, 0), 1),

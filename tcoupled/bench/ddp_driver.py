@@ -6,6 +6,11 @@ its own batch of ``batch`` random ``n x n`` float32 pairs; with ``P > 1`` the ra
 one DDP group (gloo, gradients averaged by the timed allreduce hook of
 :class:`~tcoupled.training.trainer.Trainer`). Rank 0 prints ``RESULT {json}``:
 samples per second over all ranks and the share of the time spent in allreduce.
+
+``--sync-dir D --sync-parties N`` makes independent launches start their timed window
+together: after its warm-up each rank 0 writes a file into ``D`` and waits (sleeping)
+until ``N`` files are there. ``bench ddp`` runs two one-rank launches this way, so the
+one-rank baseline runs under the same load as a two-rank run.
 """
 
 from __future__ import annotations
@@ -15,8 +20,21 @@ import tempfile
 import time
 
 
+def wait_for_parties(sync_dir: str, parties: int, timeout: float = 300.0) -> None:
+    """Announce this launch in ``sync_dir``; return once ``parties`` launches have."""
+    import os
+    from pathlib import Path
+
+    Path(sync_dir, f"ready.{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout
+    while sum(1 for _ in Path(sync_dir).glob("ready.*")) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only some of {parties} launches reached {sync_dir}")
+        time.sleep(1e-3)
+
+
 def measure(world: object, n: int, batch: int, iters: int, warmup: int,
-            kernel_size: int) -> dict:
+            kernel_size: int, sync: tuple[str, int] | None = None) -> dict:
     """Train ``warmup + iters`` iterations; time the last ``iters`` on every rank."""
     import torch
 
@@ -39,6 +57,8 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     y = torch.randn(batch, 1, n, n, generator=generator)
     trainer.train([(x, y)], warmup)
     timer.totals.clear()
+    if sync is not None and world.Get_rank() == 0:
+        wait_for_parties(*sync)
     world.Barrier()
     start = time.perf_counter()
     trainer.train([(x, y)], iters)
@@ -60,12 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--kernel-size", type=int, default=5)
+    parser.add_argument("--sync-dir", default=None, help="start with other launches")
+    parser.add_argument("--sync-parties", type=int, default=1)
     args = parser.parse_args(argv)
     from tcoupled.bench.launch import print_result
     from tcoupled.runtime.mpienv import init_mpi
 
     world = init_mpi().COMM_WORLD
-    mine = measure(world, args.n, args.batch, args.iters, args.warmup, args.kernel_size)
+    sync = (args.sync_dir, args.sync_parties) if args.sync_dir else None
+    mine = measure(world, args.n, args.batch, args.iters, args.warmup, args.kernel_size, sync)
     everyone = world.gather(mine, root=0)
     if world.Get_rank() == 0:
         size = world.Get_size()

@@ -3,10 +3,15 @@
 Every runner is launched as its own job by :mod:`tcoupled.bench.farm_driver` (the farm and
 ``mpi4py.futures`` under ``mpiexec -n workers+1``, Parsl with ``workers`` local HTEX
 workers on loopback), on no-op tasks (the runner's own cost) and on GFN2 xTB ionization
-energies of small molecules (real work), at 1 and 2 workers. Each task reports its own
-run time, so a runner's overhead per task is the worker time not spent inside tasks:
-``(workers * wall - task time) / tasks``. The farm's helper process alone (one pipe
-round trip per task, no MPI) is timed too: that is the price of isolating tasks.
+energies of small molecules (real work), at 1 and 2 workers. Each competitor runs at its
+defaults and at its documented best settings: ``mpi4py.futures`` with the farm's longest
+polling sleep as ``MPI4PY_FUTURES_BACKOFF`` and four chunks per worker, Parsl with the
+tasks bundled into four apps per worker. The farm runs with its crash/timeout isolation
+(a helper process per worker) and without it, so the isolation's cost is measured. No-op
+throughput is timed in ``repeats`` windows of at least ``window_s`` seconds each and
+reported as median and interquartile range. Each task reports its own run time, so a
+runner's overhead per task is the worker time not spent inside tasks:
+``(workers * wall - task time) / tasks``.
 """
 
 from __future__ import annotations
@@ -23,24 +28,29 @@ from typing import Any
 NAME = "farm"
 DRIVER = "tcoupled.bench.farm_driver"
 LAUNCH_TIMEOUT_S = 600
-RUNNERS = ("farm", "mpi4py.futures", "parsl-htex")
+#: runner name -> driver argument; the farm first, then its competitors
+RUNNERS = {"farm": "farm", "farm-no-isolation": "farm-no-isolation",
+           "mpi4py.futures": "futures", "mpi4py.futures-tuned": "futures-tuned",
+           "parsl-htex": "parsl", "parsl-htex-per-task": "parsl-per-task"}
+PARSL_RUNNERS = ("parsl-htex", "parsl-htex-per-task")
 LEFTOVERS: list[str] = []  # processes found alive after their job had exited
 
 
 def sizes(quick: bool) -> dict[str, Any]:
-    """Task counts, repeats of the no-op batches and worker counts."""
+    """No-op batch, xTB tasks, timed windows (count and seconds) and worker counts."""
     if quick:
-        return {"noop": 200, "xtb": 4, "repeats": 2, "workers": [1, 2]}
-    return {"noop": 2000, "xtb": 48, "repeats": 3, "workers": [1, 2]}
+        return {"noop": 200, "xtb": 4, "repeats": 2, "window_s": 0.1, "workers": [1, 2]}
+    return {"noop": 2000, "xtb": 48, "repeats": 5, "window_s": 1.0, "workers": [1, 2]}
 
 
-def launch(cmd: list[str], timeout: float = LAUNCH_TIMEOUT_S) -> tuple[list[dict], str]:
+def launch(cmd: list[str], timeout: float = LAUNCH_TIMEOUT_S,
+           extra_env: dict[str, str] | None = None) -> tuple[list[dict], str]:
     """Run one driver job in its own process group; return its rows, or ``[]`` and why.
 
     On timeout the whole group (``mpiexec``, ranks, helpers) is killed. Processes of
     the group still alive after the job exits are recorded in ``LEFTOVERS`` and killed.
     """
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
@@ -62,32 +72,45 @@ def launch(cmd: list[str], timeout: float = LAUNCH_TIMEOUT_S) -> tuple[list[dict
 
 def processes(keep: Callable[[int, str], bool]) -> list[str]:
     """``"pid command"`` of the running processes for which ``keep(pgid, command)`` holds."""
-    listing = subprocess.run(["ps", "-eo", "pgid=,pid=,args="], capture_output=True,
-                             text=True, timeout=30).stdout
+    import psutil
+
     found = []
-    for line in listing.splitlines():
-        pgid, pid, args = (line.split(None, 2) + ["", ""])[:3]
-        if pgid.isdigit() and keep(int(pgid), args) and "ps -eo" not in args:
-            found.append(f"{pid} {args}")
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            args = " ".join(proc.info["cmdline"] or [])
+            if keep(os.getpgid(proc.info["pid"]), args):
+                found.append(f"{proc.info['pid']} {args}")
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue  # exited while listed, or not ours to see
     return found
 
 
-def driver_command(runner: str, workers: int, batches: str, repeats: int,
+def driver_command(runner: str, workers: int, batches: str, size: dict,
                    run_dir: Path) -> list[str]:
     """The command line that runs ``runner`` with ``workers`` workers."""
     python = sys.executable
     mpiexec = str(Path(python).parent / "mpiexec")
-    args = ["--batches", batches, "--repeats", str(repeats)]
-    if runner == "farm":
-        return [mpiexec, "-n", str(workers + 1), python, "-m", "mpi4py", "-m", DRIVER,
-                "farm", *args]
-    if runner == "mpi4py.futures":
+    arg = RUNNERS.get(runner, runner)
+    args = [arg, "--batches", batches, "--repeats", str(size["repeats"]),
+            "--window", str(size["window_s"])]
+    if runner.startswith("farm"):
+        return [mpiexec, "-n", str(workers + 1), python, "-m", "mpi4py", "-m", DRIVER, *args]
+    if runner.startswith("mpi4py.futures"):
         return [mpiexec, "-n", str(workers + 1), python, "-m", "mpi4py.futures", "-m",
-                DRIVER, "futures", *args]
-    if runner == "parsl-htex":
-        return [python, "-m", DRIVER, "parsl", "--workers", str(workers),
-                "--run-dir", str(run_dir / f"parsl_{workers}w"), *args]
-    return [python, "-m", DRIVER, "helper", *args]
+                DRIVER, *args]
+    if runner in PARSL_RUNNERS:
+        return [python, "-m", DRIVER, *args, "--workers", str(workers),
+                "--run-dir", str(run_dir / f"{runner}_{workers}w")]
+    return [python, "-m", DRIVER, *args]
+
+
+def runner_env(runner: str) -> dict[str, str]:
+    """Environment of the tuned ``mpi4py.futures``: the farm's longest polling sleep."""
+    if runner != "mpi4py.futures-tuned":
+        return {}
+    from tcoupled.runtime.waiting import POLL_S
+
+    return {"MPI4PY_FUTURES_BACKOFF": repr(POLL_S)}
 
 
 def parsl_available() -> bool:
@@ -97,12 +120,12 @@ def parsl_available() -> bool:
     return importlib.util.find_spec("parsl") is not None
 
 
-def run_one(runner: str, workers: int, batches: str, repeats: int,
-            out: Path) -> list[dict]:
+def run_one(runner: str, workers: int, batches: str, size: dict, out: Path) -> list[dict]:
     """Rows of one runner at one worker count; a skipped or failed runner gives one row."""
-    if runner == "parsl-htex" and not parsl_available():
+    if runner in PARSL_RUNNERS and not parsl_available():
         return [{"runner": runner, "workers": workers, "skipped": "parsl is not installed"}]
-    rows, why = launch(driver_command(runner, workers, batches, repeats, out))
+    rows, why = launch(driver_command(runner, workers, batches, size, out),
+                       extra_env=runner_env(runner))
     if not rows:
         return [{"runner": runner, "workers": workers, "skipped": why}]
     return rows
@@ -116,10 +139,10 @@ def run(options: dict) -> dict:
     run_dir = out / "farm_runinfo"
     batches = f"noop:{size['noop']},xtb:{size['xtb']}"
     LEFTOVERS.clear()
-    rows = run_one("helper", 1, batches, size["repeats"], run_dir)
+    rows = run_one("helper", 1, batches, size, run_dir)
     for workers in size["workers"]:
         for runner in RUNNERS:
-            rows.extend(run_one(runner, workers, batches, size["repeats"], run_dir))
+            rows.extend(run_one(runner, workers, batches, size, run_dir))
     results: dict[str, Any] = {"sizes": size, "rows": rows, "run_dir": str(run_dir),
                                "leftover_processes": LEFTOVERS + processes(
                                    lambda _, args: str(run_dir) in args)}
@@ -139,7 +162,7 @@ def pick(rows: list[dict], runner: str, task: str, workers: int) -> dict | None:
 def efficiencies(rows: list[dict]) -> list[dict]:
     """Parallel efficiency: 2-worker throughput / (2 x 1-worker throughput), per runner."""
     found = []
-    for runner in ("farm", *RUNNERS[1:]):
+    for runner in RUNNERS:
         for task in ("noop", "xtb"):
             one, two = pick(rows, runner, task, 1), pick(rows, runner, task, 2)
             if one and two:
@@ -148,20 +171,44 @@ def efficiencies(rows: list[dict]) -> list[dict]:
     return found
 
 
-def headline(results: dict) -> dict:
-    """The farm at 2 workers: no-op overhead, throughput and its ratio over Parsl HTEX."""
+def noop_spread(row: dict, key: str = "repeats_tasks_per_s") -> dict:
+    """Median and quartiles of a no-op row's windows (tasks/s, or overhead in ms)."""
+    from tcoupled.bench.timing import spread
+
+    found = spread(row[key])
+    return {k: found[k] for k in ("median", "q1", "q3", "iqr", "n")}
+
+
+def headline(results: dict, workers: int = 2) -> dict:
+    """No-op tasks/s and overhead per runner at ``workers`` workers, ratios and targets.
+
+    ``farm_over_parsl`` sets the farm against Parsl at its advised settings (chunked
+    apps); ``farm_over_parsl_per_task`` against one Parsl app per task, which is what an
+    active learner that submits each task as the last one finishes can use.
+    """
     rows = results["rows"]
-    head: dict[str, Any] = {}
-    farm_noop, farm_xtb = pick(rows, "farm", "noop", 2), pick(rows, "farm", "xtb", 2)
-    if farm_noop:
-        head["farm_noop_tasks_per_s"] = farm_noop["tasks_per_s"]
-        head["farm_overhead_ms_per_task"] = farm_noop["overhead_ms_per_task"]
-        head["overhead_under_1ms"] = farm_noop["overhead_ms_per_task"] < 1.0
-        for runner, key in (("parsl-htex", "over_parsl_htex"),
-                            ("mpi4py.futures", "over_mpi4py_futures")):
-            other = pick(rows, runner, "noop", 2)
-            if other:
-                head[f"farm_noop_{key}"] = farm_noop["tasks_per_s"] / other["tasks_per_s"]
+    head: dict[str, Any] = {"workers": workers, "tasks_per_s": {}, "overhead_ms_per_task": {}}
+    for runner in ("helper", *RUNNERS):
+        row = pick(rows, runner, "noop", 1 if runner == "helper" else workers)
+        if row:
+            head["tasks_per_s"][runner] = noop_spread(row)
+            head["overhead_ms_per_task"][runner] = noop_spread(row, "repeats_overhead_ms")
+    rate = {r: v["median"] for r, v in head["tasks_per_s"].items()}
+    cost = {r: v["median"] for r, v in head["overhead_ms_per_task"].items()}
+    if "farm" in rate:
+        for other, key in (("parsl-htex", "farm_over_parsl"),
+                           ("parsl-htex-per-task", "farm_over_parsl_per_task"),
+                           ("mpi4py.futures", "farm_over_mpi4py_futures"),
+                           ("mpi4py.futures-tuned", "farm_over_mpi4py_futures_tuned")):
+            if other in rate:
+                head[key] = rate["farm"] / rate[other]
+        head["farm_overhead_ms_per_task"] = cost["farm"]
+        head["overhead_target_met"] = cost["farm"] <= 0.15
+        if "farm_over_parsl" in head:
+            head["farm_over_parsl_target_met"] = head["farm_over_parsl"] >= 10
+    if "farm" in cost and "farm-no-isolation" in cost:
+        head["isolation_cost_ms_per_task"] = cost["farm"] - cost["farm-no-isolation"]
+    farm_xtb = pick(rows, "farm", "xtb", workers)
     if farm_xtb:
         head["farm_xtb_tasks_per_s"] = farm_xtb["tasks_per_s"]
     for eff in results["efficiency"]:
@@ -171,43 +218,63 @@ def headline(results: dict) -> dict:
 
 
 def table(results: dict) -> list[str]:
-    """Printable rows, then efficiencies and the headline ratio."""
-    lines = [f"{'runner':<15} {'task':<5} {'workers':>7} {'tasks':>6} {'tasks/s':>10} "
-             f"{'overhead ms/task':>16}"]
+    """Printable rows (median of the windows, with quartiles), then the headline ratios."""
+    lines = [f"{'runner':<21} {'task':<5} {'workers':>7} {'tasks':>7} {'tasks/s':>9} "
+             f"{'IQR tasks/s':>17} {'overhead ms/task':>16}"]
     for r in results["rows"]:
         if "skipped" in r:
-            lines.append(f"{r['runner']:<15} {'-':<5} {r['workers']:>7} skipped: {r['skipped']}")
+            lines.append(f"{r['runner']:<21} {'-':<5} {r['workers']:>7} skipped: {r['skipped']}")
             continue
-        lines.append(f"{r['runner']:<15} {r['task']:<5} {r['workers']:>7} {r['tasks']:>6} "
-                     f"{r['tasks_per_s']:>10.1f} {r['overhead_ms_per_task']:>16.3f}")
+        iqr = ""
+        if r["task"] == "noop":
+            q = noop_spread(r)
+            iqr = f"{q['q1']:.0f}-{q['q3']:.0f}"
+        lines.append(f"{r['runner']:<21} {r['task']:<5} {r['workers']:>7} {r['tasks']:>7} "
+                     f"{r['tasks_per_s']:>9.1f} {iqr:>17} {r['overhead_ms_per_task']:>16.3f}")
     for eff in results["efficiency"]:
         lines.append(f"efficiency 1->2 workers, {eff['runner']} {eff['task']}: "
                      f"{eff['efficiency']:.2f}")
     head = results["headline"]
-    if "farm_noop_over_parsl_htex" in head:
-        lines.append(f"farm / Parsl HTEX no-op throughput at 2 workers: "
-                     f"{head['farm_noop_over_parsl_htex']:.1f}x")
+    for key, what in (("farm_over_parsl", "Parsl HTEX (chunked)"),
+                      ("farm_over_parsl_per_task", "Parsl HTEX (an app per task)"),
+                      ("farm_over_mpi4py_futures", "mpi4py.futures (defaults)"),
+                      ("farm_over_mpi4py_futures_tuned", "mpi4py.futures (tuned)")):
+        if key in head:
+            lines.append(f"farm / {what} no-op throughput at {head['workers']} workers: "
+                         f"{head[key]:.2f}x")
+    if "isolation_cost_ms_per_task" in head:
+        lines.append(f"farm overhead {head['farm_overhead_ms_per_task']:.3f} ms/task, of which "
+                     f"isolation {head['isolation_cost_ms_per_task']:.3f} ms")
     lines.append(f"leftover processes: {len(results['leftover_processes'])}")
     return lines
 
 
 def plot(results: dict, path: Path) -> None:
-    """Tasks per second per runner and worker count, no-op and xTB side by side."""
+    """Tasks per second per runner and worker count (median, IQR bars), no-op and xTB."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     runners = ["helper", *RUNNERS]
     for ax, task in zip(axes, ("noop", "xtb")):
         for offset, workers in enumerate(results["sizes"]["workers"]):
-            heights = [(pick(results["rows"], r, task, 1 if r == "helper" else workers)
-                        or {}).get("tasks_per_s", 0.0) for r in runners]
+            found = [pick(results["rows"], r, task, 1 if r == "helper" else workers) or {}
+                     for r in runners]
+            heights = [row.get("tasks_per_s", 0.0) for row in found]
+            errors = [[0.0] * len(found), [0.0] * len(found)]
+            for i, row in enumerate(found):
+                if task == "noop" and row.get("repeats_tasks_per_s"):
+                    q = noop_spread(row)
+                    errors[0][i] = max(heights[i] - q["q1"], 0.0)
+                    errors[1][i] = max(q["q3"] - heights[i], 0.0)
             positions = [i + 0.4 * offset for i in range(len(runners))]
-            ax.bar(positions, heights, width=0.4, label=f"{workers} worker(s)")
-        ax.set_xticks([i + 0.2 for i in range(len(runners))], runners, fontsize=8)
-        ax.set(ylabel="tasks/s", title=f"{task} tasks, 2 cores",
+            ax.bar(positions, heights, width=0.4, yerr=errors, capsize=2,
+                   label=f"{workers} worker(s)")
+        ax.set_xticks([i + 0.2 for i in range(len(runners))], runners, fontsize=7,
+                      rotation=30, ha="right")
+        ax.set(ylabel="tasks/s (median, IQR)", title=f"{task} tasks",
                yscale="log" if task == "noop" else "linear")
         ax.legend()
     fig.tight_layout()

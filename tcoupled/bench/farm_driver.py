@@ -2,19 +2,23 @@
 
 Runners (the first argument):
 
-``farm``
-    the tcoupled MPI task farm over ``COMM_WORLD`` (run under ``mpiexec -n W+1``);
-``futures``
+``farm`` / ``farm-no-isolation``
+    the tcoupled MPI task farm over ``COMM_WORLD`` (run under ``mpiexec -n W+1``), with
+    its helper process per worker, or with tasks called in the worker (isolation's cost);
+``futures`` / ``futures-tuned``
     ``mpi4py.futures.MPIPoolExecutor`` (run as ``mpiexec -n W+1 python -m
-    mpi4py.futures -m tcoupled.bench.farm_driver futures ...``);
-``parsl``
+    mpi4py.futures -m tcoupled.bench.farm_driver futures ...``), at its defaults or
+    with four chunks per worker (the launcher sets ``MPI4PY_FUTURES_BACKOFF``);
+``parsl`` / ``parsl-per-task``
     Parsl's ``HighThroughputExecutor`` with ``W`` workers on this node, loopback only,
-    its run directory under ``--run-dir`` (run without ``mpiexec``);
+    its run directory under ``--run-dir`` (run without ``mpiexec``); tasks bundled
+    into four apps per worker (Parsl's advice for short tasks), or one app per task;
 ``helper``
-    the farm's helper process alone (``IsolatedRunner``, no MPI): the isolation's cost.
+    the farm's helper process alone (``IsolatedRunner``, no MPI): one pipe round trip.
 
-Every runner first runs one warm-up task per worker (imports, helper start-up), then
-times the batch from the first submission to the last result. Tasks are wrapped so
+Every runner first runs one warm-up task per worker (imports, helper start-up). A no-op
+batch is then timed in ``--repeats`` windows of at least ``--window`` seconds each (the
+batch repeated until the window is full); an xTB batch once. Tasks are wrapped so
 that each reports its own run time, measured inside the process that ran it; the
 runner's overhead is the worker time not spent inside tasks.
 """
@@ -88,29 +92,79 @@ def summarize(n_workers: int, wall_s: float, outcomes: list[dict], failed: int) 
             "values": [o["value"] for o in outcomes[:len(MOLECULES)]]}
 
 
+def timed_chunk(chunk: list[dict]) -> list[dict]:
+    """:func:`timed_task` on each payload of ``chunk`` (one Parsl app runs a chunk)."""
+    return [timed_task(p) for p in chunk]
+
+
+def chunks(batch: list, size: int) -> list[list]:
+    """``batch`` cut into consecutive lists of ``size`` items."""
+    return [batch[i:i + size] for i in range(0, len(batch), size)]
+
+
+def chunk_size(n_tasks: int, n_workers: int) -> int:
+    """Four chunks per worker, as ``multiprocessing.Pool.map`` sizes its chunks."""
+    return max(1, -(-n_tasks // (4 * n_workers)))
+
+
+def time_window(n_workers: int, map_batch: MapBatch, batch: list[dict],
+                window_s: float) -> dict:
+    """Run ``batch`` again and again until ``window_s`` has passed; one summary row."""
+    outcomes_all: list[dict] = []
+    failed_all = 0
+    start = time.perf_counter()
+    while True:
+        outcomes, failed = map_batch(batch)
+        outcomes_all.extend(outcomes)
+        failed_all += failed
+        wall = time.perf_counter() - start
+        if wall >= window_s:
+            return summarize(n_workers, wall, outcomes_all, failed_all)
+
+
 def measure(runner: str, n_workers: int, map_batch: MapBatch,
-            batches: list[tuple[str, int]], repeats: int) -> list[dict]:
-    """Warm up, then time each batch (no-op batches ``repeats`` times, keeping the best)."""
+            batches: list[tuple[str, int]], repeats: int, window_s: float) -> list[dict]:
+    """Warm up, then time each batch; no-op batches in ``repeats`` windows of ``window_s``.
+
+    A no-op window repeats its batch until ``window_s`` has passed, so a fast runner is
+    timed as long as a slow one; the row carries every window's tasks/s and overhead.
+    xTB batches are real work, long enough by themselves: timed once.
+    """
     rows = []
     for kind, n_tasks in batches:
         map_batch(warmup_payloads(kind, n_workers))
-        runs = []
-        for _ in range(repeats if kind == "noop" else 1):
+        batch = payloads(kind, n_tasks)
+        if kind == "xtb":
             start = time.perf_counter()
-            outcomes, failed = map_batch(payloads(kind, n_tasks))
-            runs.append(summarize(n_workers, time.perf_counter() - start, outcomes, failed))
-        best = max(runs, key=lambda r: r["tasks_per_s"])
-        rows.append({"runner": runner, "task": kind, **best,
-                     "repeats_tasks_per_s": [r["tasks_per_s"] for r in runs]})
+            outcomes, failed = map_batch(batch)
+            runs = [summarize(n_workers, time.perf_counter() - start, outcomes, failed)]
+        else:
+            runs = [time_window(n_workers, map_batch, batch, window_s) for _ in range(repeats)]
+        middle = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+        rows.append({"runner": runner, "task": kind, **middle, "batch": n_tasks,
+                     "windows": len(runs),
+                     "repeats_tasks_per_s": [r["tasks_per_s"] for r in runs],
+                     "repeats_overhead_ms": [r["overhead_ms_per_task"] for r in runs]})
     return rows
 
 
-def run_farm(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list | None:
-    """The MPI farm over ``COMM_WORLD``; the rows on rank 0, ``None`` elsewhere."""
+def run_farm(batches: list[tuple[str, int]], repeats: int, window_s: float, timeout: float,
+             isolate: bool = True) -> list | None:
+    """The MPI farm over ``COMM_WORLD``; the rows on rank 0, ``None`` elsewhere.
+
+    ``isolate=False`` swaps the workers' helper process for an in-process call
+    (:class:`~tcoupled.farm.isolation.InProcessRunner`), in this benchmark only: the
+    difference is what the crash and timeout isolation costs.
+    """
     from tcoupled.farm import manager as farm
     from tcoupled.runtime.mpienv import init_mpi
 
+    if not isolate:
+        from tcoupled.farm.isolation import InProcessRunner
+
+        farm.IsolatedRunner = InProcessRunner  # this driver process only
     farm_comm = init_mpi().COMM_WORLD.Dup()
+    name = "farm" if isolate else "farm-no-isolation"
 
     def drive(manager: farm.Manager) -> list[dict]:
         def map_batch(batch: list) -> tuple[list[dict], int]:
@@ -118,7 +172,7 @@ def run_farm(batches: list[tuple[str, int]], repeats: int, timeout: float) -> li
             good = [r.value for r in results if r.status == "ok"]
             return good, len(results) - len(good)
 
-        return measure("farm", len(manager.workers), map_batch, batches, repeats)
+        return measure(name, len(manager.workers), map_batch, batches, repeats, window_s)
 
     try:
         return farm.run_farm(farm_comm, TASK, timeout, drive)
@@ -126,14 +180,31 @@ def run_farm(batches: list[tuple[str, int]], repeats: int, timeout: float) -> li
         farm_comm.Free()
 
 
-def run_futures(batches: list[tuple[str, int]], repeats: int) -> list[dict]:
-    """``mpi4py.futures.MPIPoolExecutor`` on the other ranks of ``COMM_WORLD``."""
+def run_futures(batches: list[tuple[str, int]], repeats: int, window_s: float,
+                tuned: bool) -> list[dict]:
+    """``mpi4py.futures.MPIPoolExecutor`` on the other ranks of ``COMM_WORLD``.
+
+    Defaults: ``chunksize=1`` and the backoff of the environment (``MPI4PY_FUTURES_BACKOFF``,
+    1 ms unless set). Tuned: four chunks per worker (the launcher sets the backoff).
+    """
+    import os
+
     from mpi4py.futures import MPIPoolExecutor
 
     func = task_function()
+    name = "mpi4py.futures-tuned" if tuned else "mpi4py.futures"
     with MPIPoolExecutor() as executor:
-        return measure("mpi4py.futures", executor.num_workers,
-                       lambda batch: (list(executor.map(func, batch)), 0), batches, repeats)
+        workers = executor.num_workers
+
+        def map_batch(batch: list) -> tuple[list[dict], int]:
+            size = chunk_size(len(batch), workers) if tuned else 1
+            return list(executor.map(func, batch, chunksize=size)), 0
+
+        rows = measure(name, workers, map_batch, batches, repeats, window_s)
+    for row in rows:
+        row["settings"] = {"backoff_s": float(os.environ.get("MPI4PY_FUTURES_BACKOFF", 1e-3)),
+                           "chunksize": chunk_size(row["batch"], workers) if tuned else 1}
+    return rows
 
 
 def parsl_config(n_workers: int, run_dir: str) -> Any:
@@ -151,9 +222,13 @@ def parsl_config(n_workers: int, run_dir: str) -> Any:
                   initialize_logging=False, strategy="none")
 
 
-def run_parsl(batches: list[tuple[str, int]], repeats: int, n_workers: int,
-              run_dir: str) -> list[dict]:
-    """Parsl HTEX on the same tasks; shut down (workers, interchange) before returning."""
+def run_parsl(batches: list[tuple[str, int]], repeats: int, window_s: float, n_workers: int,
+              run_dir: str, chunked: bool) -> list[dict]:
+    """Parsl HTEX on the same tasks; shut down (workers, interchange) before returning.
+
+    Chunked (Parsl's advice for short tasks: bundle many into one app): four apps per
+    worker, each running a chunk of the batch. Otherwise one app per task.
+    """
     import os
 
     import parsl
@@ -162,20 +237,34 @@ def run_parsl(batches: list[tuple[str, int]], repeats: int, n_workers: int,
     # HTEX starts its interchange and worker pool by script name, from PATH.
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
                                           os.environ.get("PATH", "")])
-    app = python_app(task_function(), executors=["htex"])
+    import importlib
+
+    module = importlib.import_module(MODULE)
+    app = python_app(module.timed_task, executors=["htex"])
+    chunk_app = python_app(module.timed_chunk, executors=["htex"])
+    name = "parsl-htex" if chunked else "parsl-htex-per-task"
+
+    def map_batch(batch: list) -> tuple[list[dict], int]:
+        if not chunked:
+            return [f.result() for f in [app(p) for p in batch]], 0
+        futures = [chunk_app(c) for c in chunks(batch, chunk_size(len(batch), n_workers))]
+        return [o for f in futures for o in f.result()], 0
+
     dfk = parsl.load(parsl_config(n_workers, run_dir))
     try:
-        return measure("parsl-htex", n_workers,
-                       lambda batch: ([f.result() for f in [app(p) for p in batch]], 0),
-                       batches, repeats)
+        rows = measure(name, n_workers, map_batch, batches, repeats, window_s)
     finally:
         dfk.cleanup()
         parsl.clear()
+    for row in rows:
+        row["settings"] = {"chunksize": chunk_size(row["batch"], n_workers) if chunked else 1}
+    return rows
 
 
-def run_helper(batches: list[tuple[str, int]], repeats: int, timeout: float) -> list[dict]:
+def run_helper(batches: list[tuple[str, int]], repeats: int, window_s: float,
+               timeout: float) -> list[dict]:
     """The farm's helper process alone (one pipe round trip per task, no MPI)."""
-    from tcoupled.farm.manager import IsolatedRunner
+    from tcoupled.farm.isolation import IsolatedRunner
 
     runner = IsolatedRunner(TASK, timeout)
 
@@ -185,7 +274,7 @@ def run_helper(batches: list[tuple[str, int]], repeats: int, timeout: float) -> 
         return good, len(outcomes) - len(good)
 
     try:
-        return measure("helper", 1, map_batch, batches, repeats)
+        return measure("helper", 1, map_batch, batches, repeats, window_s)
     finally:
         runner.close()
 
@@ -204,10 +293,13 @@ def parse_batches(text: str) -> list[tuple[str, int]]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of the driver."""
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.add_argument("runner", choices=["farm", "futures", "parsl", "helper"])
+    parser.add_argument("runner", choices=["farm", "farm-no-isolation", "futures",
+                                           "futures-tuned", "parsl", "parsl-per-task",
+                                           "helper"])
     parser.add_argument("--batches", type=parse_batches, default=[("noop", 200)],
                         help="kind:count,... with kind noop or xtb")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs of no-op batches")
+    parser.add_argument("--repeats", type=int, default=1, help="timed windows of no-op batches")
+    parser.add_argument("--window", type=float, default=1.0, help="seconds per no-op window")
     parser.add_argument("--workers", type=int, default=1, help="parsl only")
     parser.add_argument("--timeout", type=float, default=300.0, help="per task (farm, helper)")
     parser.add_argument("--run-dir", default="runinfo", help="parsl's run directory")
@@ -217,14 +309,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the batches and print ``RESULT <json rows>`` (on rank 0 only under MPI)."""
     args = parse(argv)
-    if args.runner == "farm":
-        rows = run_farm(args.batches, args.repeats, args.timeout)
-    elif args.runner == "futures":
-        rows = run_futures(args.batches, args.repeats)
-    elif args.runner == "parsl":
-        rows = run_parsl(args.batches, args.repeats, args.workers, args.run_dir)
+    common = (args.batches, args.repeats, args.window)
+    if args.runner in ("farm", "farm-no-isolation"):
+        rows = run_farm(*common, args.timeout, isolate=args.runner == "farm")
+    elif args.runner in ("futures", "futures-tuned"):
+        rows = run_futures(*common, tuned=args.runner == "futures-tuned")
+    elif args.runner in ("parsl", "parsl-per-task"):
+        rows = run_parsl(*common, args.workers, args.run_dir, chunked=args.runner == "parsl")
     else:
-        rows = run_helper(args.batches, args.repeats, args.timeout)
+        rows = run_helper(*common, args.timeout)
     if rows is not None:
         print("RESULT " + json.dumps(rows), flush=True)
 

@@ -67,6 +67,37 @@ def run_driver(module: str, ranks: int, *args: str, timeout: float = 300) -> Any
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+def run_drivers_together(module: str, launches: list[tuple[int, tuple[str, ...]]],
+                         timeout: float = 300) -> list[Any]:
+    """Start several launches of ``module`` at once (``(ranks, args)`` each); their results.
+
+    Each launch runs in its own process group; on timeout or failure every group is
+    killed and the error raised, so no launch outlives the call.
+    """
+    import time
+
+    procs = [subprocess.Popen(driver_command(module, ranks, *args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=local_env(),
+                              start_new_session=True) for ranks, args in launches]
+    deadline, results = time.monotonic() + timeout, []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_PREFIX)]
+            if proc.returncode != 0 or not lines:
+                raise TcoupledError(f"{module} launch failed (exit {proc.returncode}):\n"
+                                    f"{err.strip()[-2000:]}")
+            results.append(json.loads(lines[-1][len(RESULT_PREFIX):]))
+    except subprocess.TimeoutExpired:
+        raise TcoupledError(f"{module} launches timed out after {timeout:g} s") from None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    return results
+
+
 def print_result(result: Any) -> None:
     """Print ``result`` as the driver's ``RESULT`` line."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)

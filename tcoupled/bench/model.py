@@ -1,11 +1,16 @@
 """Cost-model benchmark: predicted against measured cycle time of real ``couple`` runs.
 
-For each case (a layout and sizes, in time and in space division) the per-unit costs
-are calibrated in this process exactly as ``couple --division auto`` does
-(:func:`tcoupled.coupling.costmodel.calibrate`), the handoff costs are fitted to the
-``channels`` result of the same ``bench.json`` when there is one, and the prediction
-of :func:`tcoupled.coupling.costmodel.predict` is set against ``wall_s / cycles`` of a real
-``mpiexec`` launch of ``couple``. Run it after ``bench channels`` (``bench all`` does).
+Each workload (grid, sim steps, train iterations, CNN, rank counts, channel) is
+calibrated once as ``couple --division auto`` calibrates
+(:func:`tcoupled.coupling.costmodel.run_calibration`, a short job at the workload's
+rank counts), with the handoff costs fitted to the ``channels`` result of the same
+``bench.json`` when there is one (else the calibration's in-run measurement). Then it
+is run for real in *both* divisions, ``launches`` times each, and the prediction of
+:func:`tcoupled.coupling.costmodel.predict` is set against the median of ``wall_s /
+cycles``. The workloads span solver-to-training cost ratios from about 0.1 to 10, the
+``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
+``auto``'s choice (space only when predicted >= 20% faster) counts as correct when its
+measured cycle is the faster one's or within 10% of it.
 """
 
 from __future__ import annotations
@@ -18,150 +23,261 @@ from typing import Any
 NAME = "model"
 COMMON = ("--init", "gaussian", "--dtype", "float32", "--kernel-sizes", "3", "--rollout", "1",
           "--quiet")
+SLACK = 0.10     # auto is correct when within this of the measured faster division
 
-#: name -> (ranks, flags); train ranks, division and channel come from the flags
-CASES = {
-    "time inproc 1 rank 65^2": (1, ("--grid", "65", "65", "--sim-steps", "8",
-                                    "--train-iters", "4", "--cnn-width", "4")),
-    "time inproc 1 rank 129^2": (1, ("--grid", "129", "129", "--sim-steps", "8",
-                                     "--train-iters", "2", "--cnn-width", "4",
-                                     "--batch-size", "4")),
-    "time shm 1+1 ranks 129^2": (2, ("--grid", "129", "129", "--train-ranks", "1",
-                                     "--sim-steps", "8", "--train-iters", "2",
-                                     "--cnn-width", "4", "--batch-size", "4")),
-    "space mpi 1+1 ranks 65^2": (2, ("--grid", "65", "65", "--train-ranks", "1",
-                                     "--division", "space", "--sim-steps", "8",
-                                     "--train-iters", "4", "--cnn-width", "4")),
-    "space file 1+1 ranks 129^2": (2, ("--grid", "129", "129", "--train-ranks", "1",
-                                       "--division", "space", "--channel", "file",
-                                       "--sim-steps", "8", "--train-iters", "2",
-                                       "--cnn-width", "4", "--batch-size", "4")),
-    "space mpi 1+1 ranks 513^2 sim-heavy": (2, ("--grid", "513", "513", "--train-ranks", "1",
-                                                "--division", "space", "--sim-steps", "64",
-                                                "--train-iters", "1", "--cnn-width", "2",
-                                                "--batch-size", "1")),
+#: one-pair iterations of a width-1 CNN: the training side's smallest real step
+SMALL_CNN = ("--cnn-width", "1", "--batch-size", "1")
+MAX_SLOT_BYTES = 64 << 20
+#: name -> (sim ranks, train ranks, channel or None for each division's default, target
+#: solver-to-training ratio, flags). The sim steps per cycle ``K`` are picked by
+#: :func:`steps_for` to reach the target on this machine. A C-kernel step is so much
+#: cheaper than a CNN step on a CPU core that only the NumPy kernel reaches
+#: solver-heavy cycles with slots that fit in memory; the first workload keeps the C
+#: kernel (training-dominated, as every C-kernel run on this machine is).
+WORKLOADS = {
+    "C kernel 1+1 129^2 M=2": (1, 1, None, 0.03, ("--grid", "129", "129", "--kernel", "c",
+                                                  "--train-iters", "2", *SMALL_CNN)),
+    "numpy 1+1 129^2 M=2": (1, 1, None, 0.1, ("--grid", "129", "129", "--kernel", "numpy",
+                                              "--train-iters", "2", *SMALL_CNN)),
+    "numpy 1+1 129^2 file": (1, 1, "file", 1.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                                 "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+1 129^2 mpi": (1, 1, "mpi", 3.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                               "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+1 65^2": (1, 1, None, 10.0, ("--grid", "65", "65", "--kernel", "numpy",
+                                          "--train-iters", "1", *SMALL_CNN)),
+    "numpy 2+1 129^2": (2, 1, None, 1.0, ("--grid", "129", "129", "--kernel", "numpy",
+                                          "--train-iters", "1", *SMALL_CNN)),
+    "numpy 1+2 (DDP) 129^2 M=2": (1, 2, None, 0.3, ("--grid", "129", "129", "--kernel",
+                                                    "numpy", "--train-iters", "2",
+                                                    *SMALL_CNN)),
 }
-QUICK = ("time inproc 1 rank 65^2", "space mpi 1+1 ranks 65^2")
+QUICK = {"quick 1+1 33^2": (1, 1, None, 0.0, ("--grid", "33", "33", "--sim-steps", "8",
+                                              "--train-iters", "2", *SMALL_CNN))}
 
 
-def workload_of(flags: tuple[str, ...], ranks: int, cycles: int) -> tuple[Any, str, str]:
-    """The cost-model workload, division and channel that ``couple`` flags describe."""
+def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> int:
+    """Sim steps per cycle that make the solver ``target`` times the training (a probe).
+
+    A second's probe in this process: solver steps on the run's largest block, alone,
+    and one-pair training iterations on it. Only the sizes come from it; the cost model
+    is calibrated afterwards on the chosen sizes, at the run's rank counts.
+    """
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.sim.solver import WaveSolver
+    from tcoupled.training.model import build_model
+    from tcoupled.training.trainer import Trainer, pairs_from_frames
+
+    workload = workload_of(sim, train, (*flags, "--sim-steps", "1"), 1)
+    dims = init_mpi().Compute_dims(sim, 2)
+    block = tuple(-(-n // d) for n, d in zip(workload.wave.grid, dims))
+    from dataclasses import replace
+
+    with WaveSolver(replace(workload.wave, grid=block), init_mpi().COMM_SELF) as solver:
+        solver.step(5)
+        steps = []
+        for _ in range(7):
+            start = time.perf_counter()
+            solver.step(10)
+            steps.append((time.perf_counter() - start) / 10)
+    step = statistics.median(steps)
+    torch.set_num_threads(1)
+    member = workload.members[0]
+    trainer = Trainer(build_model(member, workload.wave.dtype), member.lr, batch_size=1)
+    groups = [pairs_from_frames(torch.randn((3, *block)))]
+    trainer.train(groups, 2)
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        trainer.train(groups, 1)
+        times.append(time.perf_counter() - start)
+    cycle_train = workload.train_iters * statistics.median(times)
+    frame = int(np.prod(block)) * 4
+    return int(min(max(4, round(target * cycle_train / step)), MAX_SLOT_BYTES // frame - 1))
+
+
+def sizes(quick: bool) -> dict:
+    """Cycles per launch and launches per case."""
+    return {"cycles": 3, "launches": 1} if quick else {"cycles": 6, "launches": 3}
+
+
+def couple_flags(sim: int, train: int, channel: str | None, flags: tuple[str, ...],
+                 division: str, cycles: int) -> list[str]:
+    """The ``couple`` flags of one case."""
+    return [*COMMON, *flags, "--sim-ranks", str(sim), "--train-ranks", str(train),
+            "--division", division, *(["--channel", channel] if channel else []),
+            "--cycles", str(cycles)]
+
+
+def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> Any:
+    """The cost-model workload that ``couple`` flags describe."""
     import argparse
 
-    from tcoupled.coupling.channels import default_channel
     from tcoupled.coupling.costmodel import Workload
+    from tcoupled.sim.config import wave_config_from_args
     from tcoupled.training.ensemble import member_params
     from tcoupled.workflow.couple_flags import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args([*COMMON, *flags, "--cycles", str(cycles)])
-    from tcoupled.sim.config import wave_config_from_args
-
-    sim = ranks - args.train_ranks
+    args = parser.parse_args([*couple_flags(sim, train, None, flags, "time", cycles)])
     members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
-    workload = Workload(wave_config_from_args(args), sim, args.train_ranks, members,
-                        args.sim_steps, args.train_iters, cycles, args.batch_size,
-                        args.placement)
-    channel = args.channel or default_channel(args.division, args.train_ranks)
-    return workload, args.division, channel
+    return Workload(wave_config_from_args(args), sim, train, members, args.sim_steps,
+                    args.train_iters, cycles, args.batch_size, args.placement)
 
 
-def measure(flags: tuple[str, ...], ranks: int, cycles: int) -> float:
+def measure(args: list[str], ranks: int) -> float:
     """Launch ``couple`` and return its seconds per cycle (``wall_s / cycles``)."""
     import sys
 
     from tcoupled.bench.launch import mpiexec, run_job
 
+    cycles = int(args[args.index("--cycles") + 1])
     with tempfile.TemporaryDirectory() as out:
         cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "tcoupled", "couple",
-               *COMMON, *flags, "--cycles", str(cycles), "--out", out]
-        run_job(cmd, timeout=300)
+               *args, "--out", out]
+        run_job(cmd, timeout=600)
         return json.loads((Path(out) / "summary.json").read_text())["wall_s"] / cycles
 
 
-def best_measured(flags: tuple[str, ...], ranks: int, cycles: int,
-                  launches: int) -> float | None:
-    """Best seconds per cycle of ``launches`` launches (one retry for a failed launch).
-
-    The best, as the calibration takes the best of its repeats: on a shared machine
-    it is the run the other load disturbed least. ``None`` if launches keep failing.
-    """
+def measured_spread(args: list[str], ranks: int, launches: int) -> dict | None:
+    """Median and quartiles of ``launches`` launches (one retry for a failed launch)."""
+    from tcoupled.bench.timing import spread
     from tcoupled.runtime.errors import TcoupledError
 
     times, failures = [], 0
     while len(times) < launches and failures < 2:
         try:
-            times.append(measure(flags, ranks, cycles))
+            times.append(measure(args, ranks))
         except TcoupledError as error:
             failures += 1
             print(f"bench model: launch failed ({failures}): {str(error)[:300]}", flush=True)
-    return min(times) if times else None
+    return spread(times) if times else None
 
 
-def handoff_costs(out: Path) -> tuple[dict, str]:
-    """Handoff costs fitted to this run's ``bench channels`` result, else the defaults."""
-    from tcoupled.coupling.costmodel import DEFAULT_HANDOFF, handoff_costs_from_bench
-    from tcoupled.runtime.store import read_json
+def bench_handoff(out: Path) -> tuple[dict, str]:
+    """Handoff costs fitted to this run's ``bench channels`` result, if any."""
+    from tcoupled.coupling.costmodel import handoff_from_bench_json
 
-    path = out / "bench.json"
-    channels = read_json(path).get("channels") if path.exists() else None
-    if channels:
-        return handoff_costs_from_bench(channels), "bench channels"
-    return dict(DEFAULT_HANDOFF), "defaults"
+    return handoff_from_bench_json(str(out / "bench.json"))
+
+
+def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[list, dict]:
+    """Calibrate, predict and measure both divisions of one workload; its rows and choice."""
+    from dataclasses import asdict
+
+    from tcoupled.coupling.costmodel import calibrate, choose_division, predict
+
+    sim, train, channel, target, flags = spec
+    if target:
+        flags = (*flags, "--sim-steps", str(steps_for(sim, train, target, flags)))
+    workload = workload_of(sim, train, flags, size["cycles"])
+    costs, links = calibrate(workload)
+    links.update(override)
+    chosen, why = choose_division(workload, channel, links, costs)
+    rows = []
+    # the solver's cycle over the training iterations' (the digest of a slot is a
+    # coupling cost that grows with the slot, counted in the prediction, not here)
+    train_compute = workload.train_iters * (costs.iter_s + costs.allreduce_s)
+    for division in ("time", "space"):
+        link = channel or ("shm" if division == "time" else "mpi")
+        parts = predict(costs, links[link], division, workload.train_iters, size["cycles"])
+        args = couple_flags(sim, train, channel, flags, division, size["cycles"])
+        found = measured_spread(args, sim + train, size["launches"])
+        row = {"case": f"{name}, {division}", "workload": name, "division": division,
+               "channel": link, "ranks": sim + train, "sim_ranks": sim, "train_ranks": train,
+               "sim_steps": workload.sim_steps, "target_ratio": target,
+               "predicted_s": parts["cycle_s"], "parts": parts,
+               "solver_to_training": costs.sim_s / max(train_compute, 1e-12)}
+        if found is None:
+            row["failed"] = True
+        else:
+            row.update(measured_s=found["median"], measured_q1=found["q1"],
+                       measured_q3=found["q3"], launches=found["values"],
+                       ratio=parts["cycle_s"] / found["median"])
+        print(f"bench model: {row['case']} (K={workload.sim_steps}): predicted "
+              f"{row['predicted_s']:.4f} s/cycle, measured {row.get('measured_s', 'failed')}",
+              flush=True)
+        rows.append(row)
+    choice = {"workload": name, "auto": chosen, "why": why, "costs": asdict(costs)}
+    done = {r["division"]: r["measured_s"] for r in rows if not r.get("failed")}
+    if len(done) == 2:
+        choice["measured_faster"] = min(done, key=done.get)
+        choice["correct"] = done[chosen] <= (1 + SLACK) * min(done.values())
+    return rows, choice
 
 
 def run(options: dict) -> dict:
-    """Predict and measure every case; ``options['quick']`` runs two tiny ones."""
-    from tcoupled.coupling.costmodel import calibrate, predict
+    """Predict and measure every workload; ``options['quick']`` runs one tiny one."""
+    from tcoupled.runtime.errors import TcoupledError
 
     quick = options.get("quick", False)
-    cycles, launches = (3, 1) if quick else (6, 2)
-    handoff, source = handoff_costs(Path(options.get("out", ".")))
-    rows = []
-    for name in QUICK if quick else CASES:
-        ranks, flags = CASES[name]
-        if quick:
-            flags = (*flags[:flags.index("--grid")], "--grid", "33", "33",
-                     *flags[flags.index("--grid") + 3:])
-        workload, division, channel = workload_of(flags, ranks, cycles)
-        predicted = predict(calibrate(workload), handoff[channel], division,
-                            workload.train_iters, cycles)
-        measured = best_measured(flags, ranks, cycles, launches)
-        if measured is None:
-            rows.append({"case": name, "division": division, "channel": channel,
-                         "ranks": ranks, "predicted_s": predicted["cycle_s"], "failed": True})
+    size = sizes(quick)
+    override, source = bench_handoff(Path(options.get("out", ".")))
+    rows, choices = [], []
+    for name, spec in (QUICK if quick else WORKLOADS).items():
+        try:
+            found, choice = one_workload(name, spec, size, override)
+        except TcoupledError as error:   # a failed calibration: say so, go on
+            print(f"bench model: {name} failed: {str(error)[:500]}", flush=True)
+            choices.append({"workload": name, "failed": str(error)[:2000]})
             continue
-        rows.append({"case": name, "division": division, "channel": channel, "ranks": ranks,
-                     "predicted_s": predicted["cycle_s"], "measured_s": measured,
-                     "ratio": predicted["cycle_s"] / measured, "launches": launches,
-                     "parts": predicted})
+        rows.extend(found)
+        choices.append(choice)
     done = [r for r in rows if not r.get("failed")]
-    worst = max((abs(r["ratio"] - 1) for r in done), default=float("nan"))
-    within = {d: sum(abs(r["ratio"] - 1) <= 0.25 for r in done if r["division"] == d)
-              for d in ("time", "space")}
-    return {"cycles": cycles, "handoff_source": source, "rows": rows,
-            "headline": {"worst_error": worst, "within_25pct": within}}
+    judged = [c for c in choices if "correct" in c]
+    within = sum(abs(r["ratio"] - 1) <= 0.25 for r in done)
+    ratios = [r["solver_to_training"] for r in rows] or [float("nan")]
+    head = {"cases": len(done), "launches_per_case": size["launches"],
+            "within_25pct": within,
+            "within_25pct_fraction": within / len(done) if done else float("nan"),
+            "worst_error": max((abs(r["ratio"] - 1) for r in done), default=float("nan")),
+            "auto_correct": sum(c["correct"] for c in judged), "auto_judged": len(judged),
+            "auto_correct_fraction": (sum(c["correct"] for c in judged) / len(judged)
+                                      if judged else float("nan")),
+            "solver_to_training_range": [min(ratios), max(ratios)],
+            "handoff_source": source}
+    head["targets_met"] = (head["cases"] >= 12 and head["within_25pct_fraction"] >= 0.8
+                           and head["auto_correct_fraction"] >= 0.9)
+    return {**size, "handoff_source": source, "rows": rows, "choices": choices,
+            "headline": head}
 
 
 def table(results: dict) -> list[str]:
-    """Predicted against measured seconds per cycle, one line per case."""
-    lines = [f"{'case':<38} {'predicted s':>11} {'measured s':>10} {'ratio':>6}"]
+    """Predicted against measured seconds per cycle, one line per case, then auto."""
+    lines = [f"{'case':<40} {'ch':<4} {'sim/train':>9} {'predicted s':>11} "
+             f"{'measured s (IQR)':>25} {'ratio':>6}"]
     for r in results["rows"]:
+        head = (f"{r['case']:<40} {r['channel']:<4} {r['solver_to_training']:>9.2f} "
+                f"{r['predicted_s']:>11.4f}")
         if r.get("failed"):
-            lines.append(f"{r['case']:<38} {r['predicted_s']:>11.4f} {'failed':>10}")
+            lines.append(f"{head} {'failed':>25}")
             continue
-        lines.append(f"{r['case']:<38} {r['predicted_s']:>11.4f} {r['measured_s']:>10.4f} "
-                     f"{r['ratio']:>6.2f}")
+        spread = f"{r['measured_s']:.4f} ({r['measured_q1']:.4f}-{r['measured_q3']:.4f})"
+        lines.append(f"{head} {spread:>25} {r['ratio']:>6.2f}")
+    for c in results["choices"]:
+        if "failed" in c:
+            lines.append(f"{c['workload']}: failed ({c['failed'][:200]})")
+            continue
+        verdict = ("" if "correct" not in c else
+                   f"; measured faster: {c['measured_faster']} -> "
+                   f"{'correct' if c['correct'] else 'WRONG'}")
+        lines.append(f"auto for {c['workload']}: {c['auto']}{verdict}")
     head = results["headline"]
-    lines.append(f"worst error {head['worst_error']:.0%}; within 25%: "
-                 f"{head['within_25pct']['time']} time, {head['within_25pct']['space']} space "
-                 f"(handoff costs from {results['handoff_source']})")
+    lines.append(f"{head['cases']} cases x {head['launches_per_case']} launches: within 25% "
+                 f"{head['within_25pct']} ({head['within_25pct_fraction']:.0%}), worst error "
+                 f"{head['worst_error']:.0%}; auto correct {head['auto_correct']}/"
+                 f"{head['auto_judged']}; handoff costs from {head['handoff_source']}")
     return lines
 
 
 def plot(results: dict, path: Path) -> None:
-    """Predicted against measured cycle time, with the 25% band."""
+    """Predicted against measured cycle time (IQR bars), with the 25% band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,18 +285,20 @@ def plot(results: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for division, marker in (("time", "o"), ("space", "s")):
-        pts = [(r["measured_s"], r["predicted_s"]) for r in results["rows"]
-               if r["division"] == division and not r.get("failed")]
+        pts = [r for r in results["rows"] if r["division"] == division and not r.get("failed")]
         if pts:
-            ax.scatter(*zip(*pts), marker=marker, label=f"{division} division")
+            ax.errorbar([r["measured_s"] for r in pts], [r["predicted_s"] for r in pts],
+                        xerr=[[r["measured_s"] - r["measured_q1"] for r in pts],
+                              [r["measured_q3"] - r["measured_s"] for r in pts]],
+                        fmt=marker, label=f"{division} division")
     values = [v for r in results["rows"] if not r.get("failed")
               for v in (r["measured_s"], r["predicted_s"])] or [1.0]
     low, high = min(values) / 1.5, max(values) * 1.5
     ax.plot([low, high], [low, high], "k-", lw=0.8)
     ax.fill_between([low, high], [low * 0.75, high * 0.75], [low * 1.25, high * 1.25],
                     color="grey", alpha=0.2, label="±25%")
-    ax.set(xscale="log", yscale="log", xlabel="measured s/cycle", ylabel="predicted s/cycle",
-           title="Cost model against real couple runs")
+    ax.set(xscale="log", yscale="log", xlabel="measured s/cycle (median, IQR)",
+           ylabel="predicted s/cycle", title="Cost model against real couple runs")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -3,7 +3,7 @@
 One cycle of ``couple`` is ``K`` solver steps that fill a slot of ``K + 1`` fields, the
 slot's handoff, and ``M`` training iterations. With per-unit costs
 
-* ``sim`` -- the sim rank's ``K`` steps plus the ``K + 1`` copies into the slot;
+* ``sim`` -- the sim ranks' ``K`` steps (halo exchanges included) plus the slot copies;
 * ``h`` -- one slot through the channel, ``latency + bytes * s_per_byte``
   (zero-copy channels have ``s_per_byte = 0``);
 * ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (``couple``
@@ -14,31 +14,40 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 
 and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
 
-* time division (turns): ``cycle = sim + h * max(f, s) + M * iter + warmup / C``;
+* time division (turns): ``cycle = sim + h * max(f, s) + latency + M * iter + warmup / C``
+  (the latency of handing the turn back to the sim ranks);
 * space division (concurrent, double buffered): ``produce = sim + f * h``,
   ``consume = s * h + M * iter``; the pipeline runs at the slower side and pays one
   cycle of the faster side to fill: ``wall = C * max + min``, so
   ``cycle = max(produce, consume) + (min(produce, consume) + warmup) / C``.
 
-The model assumes one core (or GPU) per rank; on an oversubscribed machine both
-divisions are slower than predicted. ``sim`` and ``iter`` are measured by short
-calibration runs on the workload's own block and batch shapes (:func:`calibrate`);
-handoff costs come from a ``bench channels`` result or the defaults below (measured on
-a 2-core AMD EPYC). Pure arithmetic lives in :func:`predict`; only :func:`calibrate`
-runs the solver and torch, on the run's own device (a GPU run calibrates on the GPU,
-with the device synchronised before each clock reading).
+In space division both sides compute at once. The calibration measures ``sim`` and
+``iter + allreduce`` a second time with the two sides running together, and space
+division's ``produce`` and ``consume`` use those figures: sharing of cores (more busy
+ranks, or threads, than cores), of memory bandwidth and of the trainer's communication
+threads is then measured, not modelled. Without them (costs given by hand)
+oversubscription is modelled: with ``P`` cores a cycle also takes at least the busy
+core-seconds over the cores, ``(min(S, P) produce + min(T, P) consume) / P`` (waiting
+ranks sleep; in time division only one side computes at a time, and the calibration
+ran that side at its rank count).
+
+Every input is measured on the run's own shapes by :func:`calibrate`: a short job
+(:mod:`tcoupled.coupling.calibration`) at the run's rank counts times a decomposed
+cycle of the solver (halo included), each member's DDP training (allreduce and first
+iteration included) and the handoff mechanisms; handoff costs from a ``bench
+channels`` result replace the in-run measurement when given. Pure arithmetic lives in
+:func:`predict`; :func:`choose_division` picks space only when it is predicted at
+least ``SPACE_MARGIN`` faster.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from tcoupled.coupling.channels import default_channel as _default_channel
 from tcoupled.runtime.errors import ConfigError
-from tcoupled.sim.backends import resolve_device
 
 
 @dataclass(frozen=True)
@@ -53,21 +62,9 @@ class HandoffCost:
         return self.latency_s + nbytes * self.s_per_byte
 
 
-#: defaults fitted to ``bench channels`` on a 2-core AMD EPYC (float32 fields)
-DEFAULT_HANDOFF = {
-    "inproc": HandoffCost(1e-5),
-    "shm": HandoffCost(1e-5),
-    "mpi": HandoffCost(2e-5, 1 / 5e9),
-    "file": HandoffCost(2e-3, 1 / 0.5e9),
-}
-#: seconds per iteration of a gradient allreduce of the small CNN over 2 ranks (gloo)
-DEFAULT_ALLREDUCE_S = 5e-4
-#: one-time extra seconds of a fresh process's first training iteration (first kernels,
-#: DDP bucket set-up, first gloo collective); a constant, as a calibrating process that
-#: already trained cannot see it
-DEFAULT_FIRST_ITER_S = 0.015
-#: seconds per step of a halo exchange between sim ranks on one node
-DEFAULT_HALO_S = 5e-5
+#: space division must be predicted at least this much faster to be chosen by ``auto``
+SPACE_MARGIN = 0.20
+CALIBRATION_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -85,31 +82,64 @@ class Workload:
     placement: str = "colocated"
 
 
+def workload_to_json(workload: Workload) -> str:
+    """``workload`` as JSON (plain data: read back without running code)."""
+    import json
+    from dataclasses import asdict
+
+    return json.dumps(asdict(workload))
+
+
+def workload_from_json(text: str) -> Workload:
+    """The :class:`Workload` that :func:`workload_to_json` wrote."""
+    import json
+
+    from tcoupled.sim.config import WaveConfig
+    from tcoupled.training.ensemble import MemberParams
+
+    data = json.loads(text)
+    wave = data.pop("wave")
+    wave.update(grid=tuple(wave["grid"]), mode=tuple(wave["mode"]),
+                centers=tuple(tuple(c) for c in wave["centers"]))
+    members = tuple(MemberParams(**m) for m in data.pop("members"))
+    return Workload(wave=WaveConfig(**wave), members=members, **data)
+
+
 @dataclass(frozen=True)
 class UnitCosts:
     """Measured per-unit costs of a workload (see the module docstring)."""
 
-    sim_s: float               # K steps + K + 1 slot copies on the largest sim block
-    iter_s: float              # one optimizer step of the slowest train rank
-    allreduce_s: float         # per iteration (0 when every member has one rank)
+    sim_s: float               # K steps + slot copies, decomposed (halo included)
+    iter_s: float              # one optimizer step of the slowest train rank, no allreduce
+    allreduce_s: float         # per iteration, measured in the member's DDP group
     slot_bytes: int
     feeds: int                 # receivers per sim rank
     sources: int               # slots per train rank per cycle
     warmup_s: float = 0.0      # extra time of the very first iteration (once per run)
     digest_s: float = 0.0      # the trainer's hash of one received slot (data provenance)
+    sim_ranks: int = 1
+    train_ranks: int = 0
+    cores: int = 0             # cores the ranks share (0: one core per rank)
+    halo_s: float = 0.0        # of sim_s: decomposed minus one block alone (reported only)
+    sim_together_s: float = 0.0    # sim_s while the trainers train (0: not measured)
+    iter_together_s: float = 0.0   # iter_s + allreduce_s while the sim ranks step
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
     """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows.
 
-    A row timed end to end (``handoff_us`` with ``touch_us``) counts what the channel
-    adds to the write and read: ``handoff_us - touch_us``.
+    Rows need ``channel`` (or ``method``), ``bytes`` and ``seconds``, or ``handoff_us``
+    with ``touch_us`` (timed end to end: the channel adds ``handoff_us - touch_us``);
+    other rows are skipped, and a channel with fewer than two sizes is left out, so the
+    in-run measurement stays.
     """
-    fitted = dict(DEFAULT_HANDOFF)
-    for name in DEFAULT_HANDOFF:
-        pts = sorted((r["bytes"], _channel_seconds(r)) for r in channels["rows"]
+    fitted = {}
+    rows = [r for r in channels.get("rows", []) if isinstance(r, dict)
+            and isinstance(r.get("bytes"), (int, float)) and _channel_seconds(r) is not None]
+    for name in ("inproc", "shm", "mpi", "file"):
+        pts = sorted((r["bytes"], _channel_seconds(r)) for r in rows
                      if r.get("channel", r.get("method")) == name)
-        if len(pts) < 2:
+        if len(pts) < 2 or pts[0][0] == pts[-1][0]:
             continue
         (b0, t0), (b1, t1) = pts[0], pts[-1]
         slope = 0.0 if name in ("inproc", "shm") else max(0.0, (t1 - t0) / (b1 - b0))
@@ -117,10 +147,12 @@ def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
     return fitted
 
 
-def _channel_seconds(row: dict) -> float:
-    if "handoff_us" in row:
-        return max(0.0, row["handoff_us"] - row["touch_us"]) * 1e-6
-    return row["seconds"]
+def _channel_seconds(row: dict) -> float | None:
+    """What the channel adds to one handoff: ``handoff_us - touch_us`` or ``seconds``."""
+    if isinstance(row.get("handoff_us"), (int, float)):
+        return max(0.0, row["handoff_us"] - row.get("touch_us", 0.0)) * 1e-6
+    seconds = row.get("seconds")
+    return seconds if isinstance(seconds, (int, float)) else None
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
@@ -130,25 +162,26 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     train = train_iters * (costs.iter_s + costs.allreduce_s) + costs.sources * costs.digest_s
     warmup = costs.warmup_s / max(cycles, 1)
     if division == "time":
-        handoffs = h * max(costs.feeds, costs.sources)
+        # the slots, then the signal that hands the turn back to the sim ranks
+        handoffs = h * max(costs.feeds, costs.sources) + handoff.latency_s
         return {"cycle_s": costs.sim_s + handoffs + train + warmup, "sim_s": costs.sim_s,
                 "handoff_s": handoffs, "train_s": train}
     if division != "space":
         raise ConfigError(f"division must be time or space, got {division!r}")
-    produce = costs.sim_s + costs.feeds * h
+    together = costs.sim_together_s > 0 and costs.iter_together_s > 0
+    if together:   # measured side by side: sharing of cores and bandwidth included
+        train = train_iters * costs.iter_together_s + costs.sources * costs.digest_s
+    produce = (costs.sim_together_s if together else costs.sim_s) + costs.feeds * h
     consume = costs.sources * h + train
-    cycle = max(produce, consume) + min(produce, consume) / max(cycles, 1) + warmup
+    steady = max(produce, consume)
+    busy = 0.0
+    if costs.cores and not together:
+        busy = (min(costs.sim_ranks, costs.cores) * produce
+                + min(costs.train_ranks, costs.cores) * consume) / costs.cores
+    cycle = max(steady, busy) + min(produce, consume) / max(cycles, 1) + warmup
     return {"cycle_s": cycle, "sim_s": costs.sim_s, "handoff_s": costs.sources * h,
-            "train_s": train, "produce_s": produce, "consume_s": consume}
-
-
-def largest_block(grid: tuple[int, int], sim_ranks: int) -> tuple[int, int]:
-    """Owned shape of the largest sim block (the first one) of ``grid`` on ``sim_ranks``."""
-    from tcoupled.runtime.mpienv import init_mpi
-    from tcoupled.sim.decomposition import block_sizes
-
-    dims = init_mpi().Compute_dims(sim_ranks, 2)
-    return block_sizes(grid[0], dims[0])[0], block_sizes(grid[1], dims[1])[0]
+            "train_s": train, "produce_s": produce, "consume_s": consume,
+            "oversubscribed": busy > steady}
 
 
 def fan_out(workload: Workload) -> tuple[int, int, int]:
@@ -164,121 +197,143 @@ def fan_out(workload: Workload) -> tuple[int, int, int]:
     return feeds, sources, workload.train_ranks // len(workload.members)
 
 
-def time_sim_cycle(wave: Any, local_shape: tuple[int, int], steps: int,
-                   repeats: int = 3) -> float:
-    """Best seconds of ``steps`` solver steps into a slot (and its carried frame) on one block."""
-    from tcoupled.coupling.channels.device import synchronize
-    from tcoupled.coupling.schedule import fill_slot
-    from tcoupled.runtime.mpienv import init_mpi
-    from tcoupled.runtime.telemetry import PhaseTimer
-    from tcoupled.sim.solver import WaveSolver
-
-    block = replace(wave, grid=tuple(local_shape))
-    best = math.inf
-    with WaveSolver(block, init_mpi().COMM_SELF) as solver:
-        slots = [slot_like(solver, steps) for _ in range(2)]  # stepped in, as in couple
-        for repeat in range(repeats + 1):       # the first one warms up
-            start = time.perf_counter()
-            fill_slot(solver, slots[repeat % 2], steps, PhaseTimer())
-            synchronize(solver.xp)              # device kernels return at launch
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
-def slot_like(solver: Any, steps: int) -> Any:
-    """A slot of ``steps + 1`` padded frames in the memory the solver's fields live in.
-
-    A CuPy field cannot be written into a NumPy slot: CuPy refuses the implicit conversion.
-    """
-    return solver.backend.zeros((steps + 1, *solver.block.padded_shape), solver.config.dtype)
-
-
-def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sources: int,
-                    batch_size: int, min_time: float = 0.5, device: str = "cpu") -> float:
-    """Median seconds of one optimizer step as ``couple`` takes it.
-
-    The trainer gets ``sources`` slots of ``frames`` fields, as pairs of consecutive
-    frames (views), ``batch_size`` pairs per slot and step (0: all). Steps are timed
-    for about ``min_time`` (5 to 60 of them) after one warm-up step; the median, as the
-    run's time is a sum of steps and a shared machine adds bursts of noise.
-    """
-    import statistics
-
-    import torch
-
-    from tcoupled.training.model import build_model
-    from tcoupled.training.trainer import Trainer, pairs_from_frames
-
-    torch.set_num_threads(1)
-    trainer = Trainer(build_model(member, dtype, device), member.lr, device,
-                      batch_size=batch_size or None)     # on the run's own device
-    groups = [pairs_from_frames(torch.randn(frames, dtype=getattr(torch, dtype),
-                                            device=device)) for _ in range(sources)]
-    trainer.train(groups, 1)                    # warm-up
-    times: list[float] = []
-    while len(times) < 60 and (len(times) < 5 or sum(times) < min_time):
-        start = time.perf_counter()
-        trainer.train(groups, 1)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def time_digest(shape: tuple[int, ...], dtype: str, repeats: int = 3,
-                device: str = "cpu") -> float:
-    """Best seconds of the trainer's provenance hash of one received slot."""
-    import torch
-
-    from tcoupled.coupling.schedule import DigestLog
-    from tcoupled.runtime.telemetry import PhaseTimer
-
-    slot = torch.zeros(shape, dtype=getattr(torch, dtype), device=device)
-    log, best = DigestLog(PhaseTimer()), math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        log.add(0, 0, slot)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def calibrate(workload: Workload, allreduce_s: float = DEFAULT_ALLREDUCE_S,
-              halo_s: float = DEFAULT_HALO_S) -> UnitCosts:
-    """Measure the per-unit costs of ``workload`` on this machine (a second or so)."""
+def slot_bytes(workload: Workload, local: tuple[int, ...]) -> int:
+    """Bytes of one slot: ``K + 1`` fields of the block ``local``."""
     import numpy as np
 
-    local = largest_block(workload.wave.grid, workload.sim_ranks)
-    steps = workload.sim_steps
-    sim = time_sim_cycle(workload.wave, local, steps)
-    if workload.sim_ranks > 1:
-        sim += steps * halo_s
-    feeds, sources, group = fan_out(workload)
-    device = resolve_device(workload.wave.device, workload.wave.kernel)
-    iter_s = max(time_train_iter(m, workload.wave.dtype, (steps + 1, *local),
-                                 sources, workload.batch_size, device=device)
-                 for m in workload.members)
-    digest_s = time_digest((steps + 1, *local), workload.wave.dtype, device=device)
-    slot_bytes = (steps + 1) * math.prod(local) * np.dtype(workload.wave.dtype).itemsize
-    # couple trains through DDP even on one rank, so every iteration pays an allreduce
-    return UnitCosts(sim_s=sim, iter_s=iter_s, allreduce_s=allreduce_s * max(1, group - 1),
-                     slot_bytes=slot_bytes, feeds=feeds, sources=sources,
-                     warmup_s=DEFAULT_FIRST_ITER_S, digest_s=digest_s)
+    return (workload.sim_steps + 1) * math.prod(local) * np.dtype(workload.wave.dtype).itemsize
+
+
+def cores_available() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without the launcher's variables, so a nested ``mpiexec`` works."""
+    import os
+
+    launcher = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "SLURM_", "PALS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(launcher)}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_calibration(workload: Workload, timeout: float = CALIBRATION_TIMEOUT_S) -> dict:
+    """Launch :mod:`tcoupled.coupling.calibration` at the run's rank counts; its result.
+
+    The job gets its own process group and is killed whole on timeout.
+    """
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    ranks = workload.sim_ranks + workload.train_ranks
+    local = Path(sys.executable).parent / "mpiexec"
+    with tempfile.TemporaryDirectory(prefix="tcoupled-costmodel-") as tmp:
+        spec, out = Path(tmp, "workload.json"), Path(tmp, "calibration.json")
+        spec.write_text(workload_to_json(workload))
+        cmd = [str(local) if local.exists() else "mpiexec", "-n", str(ranks), sys.executable,
+               "-m", "mpi4py", "-m", "tcoupled.coupling.calibration", str(spec), str(out)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=_clean_env(), start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ConfigError(f"cost-model calibration timed out after {timeout:g} s on "
+                              f"{ranks} ranks") from None
+        if proc.returncode != 0 or not out.exists():
+            raise ConfigError(f"cost-model calibration failed on {ranks} ranks (exit "
+                              f"{proc.returncode}): {err.strip()[-800:]}")
+        return json.loads(out.read_text())
+
+
+def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCosts, dict]:
+    """Unit costs of ``workload`` and the handoff costs measured in the same job.
+
+    ``measured`` is a result of :func:`run_calibration` (run it when ``None``).
+    """
+    found = measured or run_calibration(workload)
+    local = tuple(found["local_shape"])
+    costs = UnitCosts(
+        sim_s=found["sim_s"], iter_s=max(found["iter_s"] - found["allreduce_s"], 0.0),
+        allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
+        feeds=found["feeds"], sources=found["sources"],
+        warmup_s=max(found["first_iter_s"] - found["iter_s"], 0.0),
+        digest_s=found.get("digest_s", 0.0), sim_ranks=workload.sim_ranks,
+        train_ranks=workload.train_ranks, cores=cores_available(),
+        halo_s=max(found["sim_s"] - found.get("sim_serial_s", found["sim_s"]), 0.0),
+        sim_together_s=found.get("sim_together_s", 0.0),
+        iter_together_s=found.get("iter_together_s", 0.0))
+    handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
+    return costs, handoff
+
+
+def handoff_from_bench_json(path: str | None) -> tuple[dict[str, HandoffCost], str]:
+    """Handoff costs fitted to the ``channels`` result of a ``bench.json``, and the source.
+
+    ``path`` ``None`` reads ``TCOUPLED_BENCH_JSON``; no file, no ``channels`` result or
+    rows of another layout give ``{}`` (the calibration's in-run measurement is used).
+    """
+    import json
+    from pathlib import Path
+
+    from tcoupled.runtime.mpienv import env
+
+    path = path or env("BENCH_JSON")
+    if not path or not Path(path).is_file():
+        return {}, "in-run"
+    try:
+        channels = json.loads(Path(path).read_text()).get("channels")
+    except (OSError, ValueError, AttributeError):
+        return {}, "in-run"
+    fitted = handoff_costs_from_bench(channels) if isinstance(channels, dict) else {}
+    return fitted, (f"bench channels ({', '.join(sorted(fitted))})" if fitted else "in-run")
 
 
 def choose_division(workload: Workload, channel: str | None = None,
                     handoff: dict[str, HandoffCost] | None = None,
                     costs: UnitCosts | None = None) -> tuple[str, str]:
-    """Pick the division with the smaller predicted cycle; return it and a one-line why."""
+    """Pick space only when predicted ``SPACE_MARGIN`` faster; return it and a one-line why.
+
+    ``handoff`` overrides the in-run measurement per channel (``None``: the ``bench
+    channels`` result in ``TCOUPLED_BENCH_JSON``, if any); ``costs`` skips the
+    calibration job (both given: no job at all).
+    """
     if workload.train_ranks == 0:
         return "time", "space division needs separate train ranks (--train-ranks 0)"
-    handoff = handoff or DEFAULT_HANDOFF
-    costs = costs or calibrate(workload)
+    measured_handoff: dict[str, HandoffCost] = {}
+    if costs is None:
+        costs, measured_handoff = calibrate(workload)
+    source = "in-run"
+    if handoff is None:
+        handoff, source = handoff_from_bench_json(None)
+    links = {**measured_handoff, **handoff}
     cycle, channels = {}, {}
     for division in ("time", "space"):
         channels[division] = channel or _default_channel(division, workload.train_ranks)
-        cycle[division] = predict(costs, handoff[channels[division]], division,
+        if channels[division] not in links:
+            raise ConfigError(f"no handoff cost for channel {channels[division]!r}")
+        cycle[division] = predict(costs, links[channels[division]], division,
                                   workload.train_iters, workload.cycles)["cycle_s"]
-    best = min(cycle, key=cycle.get)
+    margin = cycle["time"] / cycle["space"] - 1
+    best = "space" if margin >= SPACE_MARGIN else "time"
     train = workload.train_iters * (costs.iter_s + costs.allreduce_s)
+    busy = costs.sim_ranks + costs.train_ranks
     why = (f"predicted {cycle['time']:.4f} s/cycle for time ({channels['time']}) vs "
-           f"{cycle['space']:.4f} s/cycle for space ({channels['space']}); per cycle sim "
-           f"{costs.sim_s:.4f} s, train {train:.4f} s, slot {costs.slot_bytes / 1e6:.2f} MB")
+           f"{cycle['space']:.4f} s/cycle for space ({channels['space']}): space "
+           f"{margin:+.0%} faster (needs {SPACE_MARGIN:+.0%}); per cycle sim "
+           f"{costs.sim_s:.4f} s (halo {costs.halo_s:.4f} s), train {train:.4f} s "
+           f"(allreduce {workload.train_iters * costs.allreduce_s:.4f} s), slot "
+           f"{costs.slot_bytes / 1e6:.2f} MB, handoff costs {source}"
+           + (f"; {busy} ranks on {costs.cores} cores (oversubscription modelled)"
+              if costs.cores and busy > costs.cores else ""))
     return best, why

@@ -110,3 +110,31 @@ def _describe_exit(code: int) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit status {code}"
+
+
+class InProcessRunner:
+    """:class:`IsolatedRunner`'s interface without the helper: tasks run in this process.
+
+    No crash or timeout isolation (a crashing task takes the worker down, a hanging one
+    hangs it); used only by ``bench farm`` to measure what the isolation costs.
+    """
+
+    def __init__(self, task: str, timeout: float) -> None:
+        self.task, self.timeout = task, timeout
+        self._func: Callable[[Any], Any] | None = None
+
+    def start(self) -> None:
+        """Import the task function (and run its module's ``warmup``)."""
+        if self._func is None:
+            self._func = _load(self.task)
+
+    def run(self, payload: Any) -> tuple[str, Any, str]:
+        """Return ``(status, value, error)``; an exception is a failure, as in the helper."""
+        self.start()
+        try:
+            return "ok", self._func(payload), ""
+        except Exception as exc:  # noqa: BLE001 - every failure is a result
+            return "failed", None, f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        """Nothing to stop."""

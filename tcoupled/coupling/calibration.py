@@ -1,0 +1,336 @@
+"""Calibration job of the cost model: a coupled run's unit costs at its own rank counts.
+
+Launched by :func:`tcoupled.coupling.costmodel.calibrate` as ``mpiexec -n S+T python -m
+mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a JSON
+:class:`~tcoupled.coupling.costmodel.Workload`), it runs on the run's ``S`` sim and
+``T`` train ranks, one phase at a time, the ranks outside a phase waiting asleep:
+
+``sim``
+    the sim ranks step the run's grid, decomposed as the run does (halo included), ``K``
+    steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
+``train``
+    each member's train ranks form its DDP group, as ``couple``, and train on ``sources``
+    slots of the run's block: the first iteration (paid once per run), then iterations
+    for about half a second; the allreduce time is read from the trainer's timer;
+``together``
+    (with train ranks) both sides at once for about a second, as space division runs
+    them: times under each other's load (cores, memory bandwidth, comm threads);
+``handoff``
+    sim rank 0 hands the first train rank a slot-sized buffer the way each channel
+    moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
+    zero copy, a signal only) and the tiny-message latency, the receiver waiting as
+    the roles wait (probing with backoff, :mod:`tcoupled.runtime.waiting`).
+
+Sim rank 0 writes the JSON result to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+REPEATS = 3
+MIN_TRAIN_S = 0.5
+TOGETHER_S = 1.0
+
+
+def sleep_barrier(comm: Any) -> None:
+    """A barrier that sleeps instead of spinning (a waiting rank leaves the core free)."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(5e-4)
+
+
+def new_slot(solver: Any, steps: int) -> Any:
+    """A slot of ``steps + 1`` padded frames as ``couple`` makes it, in the solver's memory.
+
+    A CuPy field cannot be written into a NumPy slot (CuPy refuses implicit conversion), so
+    the slot comes from the solver's own backend.
+    """
+    return solver.backend.zeros((steps + 1, *solver.block.padded_shape), solver.config.dtype)
+
+
+def _synchronize(solver: Any) -> None:
+    """Wait for the solver's device kernels (no-op on the CPU)."""
+    stream = getattr(getattr(getattr(solver, "xp", None), "cuda", None), "get_current_stream", None)
+    if stream is not None:
+        stream().synchronize()
+
+
+def _cycle(solver: Any, slot: Any, steps: int) -> None:
+    """One cycle of the sim side: ``steps`` steps into the frames of ``slot``."""
+    from tcoupled.coupling.schedule import fill_slot
+    from tcoupled.runtime.telemetry import PhaseTimer
+
+    fill_slot(solver, slot, steps, PhaseTimer())
+    _synchronize(solver)
+
+
+def time_sim(wave: Any, comm: Any, steps: int) -> float:
+    """Median over repeats of the slowest rank's seconds for one cycle on ``comm``."""
+    from tcoupled.sim.solver import WaveSolver
+
+    times = []
+    with WaveSolver(wave, comm) as solver:
+        slots = [new_slot(solver, steps) for _ in range(2)]   # alternating, as in couple
+        for repeat in range(REPEATS + 1):       # the first one warms up
+            comm.Barrier()
+            start = time.perf_counter()
+            _cycle(solver, slots[repeat % 2], steps)
+            took = comm.allreduce(time.perf_counter() - start, op=_max())
+            if repeat:
+                times.append(took)
+    return statistics.median(times)
+
+
+def _max() -> Any:
+    from tcoupled.runtime.mpienv import init_mpi
+
+    return init_mpi().MAX
+
+
+def sim_phase(world: Any, sim_comm: Any, workload: Any, is_sim: bool) -> dict:
+    """Decomposed cycle on the sim ranks, then sim rank 0's block alone."""
+    from dataclasses import replace
+
+    from tcoupled.runtime.mpienv import init_mpi
+
+    found: dict = {}
+    if is_sim:
+        found["sim_s"] = time_sim(workload.wave, sim_comm, workload.sim_steps)
+        from tcoupled.sim.solver import WaveSolver
+
+        with WaveSolver(workload.wave, sim_comm) as solver:
+            local = tuple(solver.local_shape)
+            found["local_shape"] = list(local)
+    sleep_barrier(world)
+    if world.Get_rank() == 0:
+        block = replace(workload.wave, grid=local)
+        found["sim_serial_s"] = time_sim(block, init_mpi().COMM_SELF, workload.sim_steps)
+    sleep_barrier(world)
+    return found
+
+
+def run_for(comm: Any, window_s: float, work: Any) -> list[float]:
+    """Call ``work()`` on every rank of ``comm`` until ``window_s`` passed (all agree)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    more = True
+    while more:
+        begin = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - begin)
+        more = comm.allreduce(time.perf_counter() - start < window_s or len(times) < 3,
+                              op=_max())
+    return times
+
+
+def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
+    """Sim ranks: cycles for ``window_s`` while the train ranks train (space division)."""
+    from tcoupled.sim.solver import WaveSolver
+
+    with WaveSolver(workload.wave, sim_comm) as solver:
+        slots = [new_slot(solver, workload.sim_steps) for _ in range(2)]
+        count = [0]
+
+        def cycle() -> None:
+            _cycle(solver, slots[count[0] % 2], workload.sim_steps)
+            count[0] += 1
+
+        times = run_for(sim_comm, window_s, cycle)
+    return {"sim_together_s": statistics.median(times)}
+
+
+def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int,
+                frames: tuple, sources: int, scratch: str,
+                together: tuple[Any, float] | None = None) -> dict:
+    """Train each member on its DDP group; this rank's first, median and allreduce times.
+
+    ``train_rank`` is this rank's index among the ``trainers`` training ranks (``None``
+    if it does not train); consecutive groups of them train one member each. With
+    ``together = (sim_comm, window_s)`` the trainers then train again for ``window_s``
+    while the sim ranks (``sim_comm`` not null) step cycles (:func:`sim_together`).
+    """
+    import torch
+
+    from tcoupled.runtime.telemetry import PhaseTimer
+    from tcoupled.training.ensemble import close_member_group, init_member_group
+    from tcoupled.training.model import build_model
+    from tcoupled.training.trainer import Trainer, pairs_from_frames
+
+    group_size = max(1, trainers // max(len(workload.members), 1))
+    color = train_rank // group_size if train_rank is not None else len(workload.members)
+    member_comm = world.Split(color, world.Get_rank())
+    found: dict = {}
+    if train_rank is not None:
+        torch.set_num_threads(1)
+        from tcoupled.sim.backends import resolve_device
+
+        member = workload.members[color % len(workload.members)]
+        device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
+        group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
+        timer = PhaseTimer()
+        trainer = Trainer(build_model(member, workload.wave.dtype, device), member.lr, device,
+                          group=group, timer=timer, batch_size=workload.batch_size or None)
+        dtype = getattr(torch, workload.wave.dtype)
+        groups = [pairs_from_frames(torch.randn(frames, dtype=dtype, device=device))
+                  for _ in range(sources)]
+        start = time.perf_counter()
+        trainer.train(groups, 1)
+        first = time.perf_counter() - start
+        timer.totals.clear()
+        times: list[float] = []
+        more = True
+        while more:   # every rank of the DDP group runs the same iterations
+            member_comm.Barrier()
+            start = time.perf_counter()
+            trainer.train(groups, 1)
+            times.append(time.perf_counter() - start)
+            more = member_comm.allreduce(len(times) < 60 and (len(times) < 5 or sum(times)
+                                                               < MIN_TRAIN_S), op=_max())
+        # read defensively: the allreduce phase may be timed under another name or not
+        allreduce = timer.totals.get("allreduce", 0.0) / len(times)
+        found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
+                 "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype)}
+    if together is not None:
+        # long enough for three of the slower side's steps, so the two overlap
+        window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=_max())
+        sleep_barrier(world)
+        if train_rank is not None:
+            times = run_for(member_comm, window, lambda: trainer.train(groups, 1))
+            found["iter_together_s"] = statistics.median(times)
+        else:
+            found.update(sim_together(workload, together[0], window))
+    if train_rank is not None:
+        del trainer
+        close_member_group(member_comm)
+    member_comm.Free()
+    sleep_barrier(world)
+    return found
+
+
+def _digest_time(frames: tuple, dtype: str) -> float:
+    """Best seconds of the trainer's provenance hash of one slot (0 if there is none)."""
+    try:
+        import torch
+
+        from tcoupled.coupling.schedule import DigestLog
+        from tcoupled.runtime.telemetry import PhaseTimer
+    except ImportError:
+        return 0.0
+    slot = torch.zeros(frames, dtype=getattr(torch, dtype))
+    log, best = DigestLog(PhaseTimer()), float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        log.add(0, 0, slot)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> dict:
+    """Seconds to move ``nbytes`` from world rank 0 to ``first_train``, per mechanism."""
+    from pathlib import Path
+
+    rank = world.Get_rank()
+    if rank not in (0, first_train):
+        sleep_barrier(world)
+        return {}
+    peer = first_train if rank == 0 else 0
+    payload = np.ones(max(nbytes // 4, 1), dtype=np.float32)
+    tiny = np.zeros(1, dtype=np.float32)
+    path = Path(scratch, "handoff.bin")
+
+    def recv(buffer: Any, tag: int) -> None:
+        """Receive as a waiting role does: probing with backoff, then the receive."""
+        try:
+            from tcoupled.runtime.mpienv import init_mpi
+            from tcoupled.runtime.waiting import wait_for_message
+        except ImportError:  # renamed: a plain blocking receive
+            world.Recv(buffer, source=peer, tag=tag)
+            return
+        wait_for_message(world, peer, tag, init_mpi().Status())
+        world.Recv(buffer, source=peer, tag=tag)
+
+    def round_trip(kind: str) -> float:
+        start = time.perf_counter()
+        if rank == 0:
+            if kind == "mpi":
+                world.Send(payload, dest=peer, tag=71)
+            elif kind == "file":
+                payload.tofile(path)
+                world.Send(tiny, dest=peer, tag=71)
+            else:
+                world.Send(tiny, dest=peer, tag=71)
+            recv(tiny, 72)
+        else:
+            if kind == "mpi":
+                recv(payload, 71)
+            else:
+                recv(tiny, 71)
+                if kind == "file":
+                    payload[...] = np.fromfile(path, dtype=np.float32)
+            world.Send(tiny, dest=peer, tag=72)
+        return time.perf_counter() - start
+
+    found = {}
+    for kind in ("signal", "mpi", "file"):
+        found[kind] = statistics.median(round_trip(kind) for _ in range(REPEATS + 2))
+    sleep_barrier(world)
+    latency = found["signal"] / 2
+    per_byte = {k: max(found[k] - found["signal"], 0.0) / max(nbytes, 1)
+                for k in ("mpi", "file")}
+    return {"handoff": {"inproc": [latency, 0.0], "shm": [latency, 0.0],
+                        "mpi": [latency, per_byte["mpi"]], "file": [latency, per_byte["file"]]}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the three phases; sim rank 0 writes the JSON result."""
+    import tempfile
+
+    from tcoupled.coupling.costmodel import fan_out, slot_bytes, workload_from_json
+    from tcoupled.runtime.mpienv import init_mpi
+
+    spec_path, out_path = (argv or sys.argv[1:])[:2]
+    with open(spec_path) as spec:
+        workload = workload_from_json(spec.read())
+    world = init_mpi().COMM_WORLD
+    rank, sim = world.Get_rank(), workload.sim_ranks
+    scratch = world.bcast(tempfile.mkdtemp(prefix="tcoupled-calibration-") if rank == 0
+                          else None)
+    sim_comm = world.Split(0 if rank < sim else 1, rank)
+    found = sim_phase(world, sim_comm, workload, rank < sim)
+    local, sim_s = world.bcast((found.get("local_shape"), found.get("sim_s")), root=0)
+    feeds, sources, _ = fan_out(workload)
+    frames = (workload.sim_steps + 1, *local)
+    # with --train-ranks 0 the sim ranks train, in process (no handoff to measure)
+    first, trainers = (sim, workload.train_ranks) if workload.train_ranks else (0, sim)
+    mine = rank - first if first <= rank < first + trainers else None
+    together = (sim_comm, max(TOGETHER_S, 3 * sim_s)) if workload.train_ranks else None
+    train = train_phase(world, workload, mine, trainers, frames, sources, scratch, together)
+    sim_comm.Free()
+    if rank == 0:
+        for part in world.gather(train, root=0):
+            for key, value in part.items():   # the slowest rank's figure
+                found[key] = max(found.get(key, value), value)
+    else:
+        world.gather(train, root=0)
+    if workload.train_ranks:
+        found.update(handoff_phase(world, sim, slot_bytes(workload, local), scratch))
+    else:
+        found["handoff"] = {"inproc": [0.0, 0.0]}  # the trainer reads the solver's slot
+    if rank == 0:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+        found.update(feeds=feeds, sources=sources)
+        with open(out_path, "w") as out:
+            json.dump(found, out)
+
+
+if __name__ == "__main__":
+    main()
