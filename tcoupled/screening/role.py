@@ -31,6 +31,7 @@ class ProgressLoop(ScreenLoop):
         while len(self.records) < self.config.budget:
             if not stopping.requested():
                 self._submit_while_idle()
+            self._refit_if_stale()
             if not self.in_flight:
                 log.info("farm: %s after %d molecules", "stopped by SIGTERM"
                          if stopping.requested() else "search space exhausted",

@@ -1,0 +1,223 @@
+"""Active-learning benchmark: replay screening policies on a table of known GFN2 IEs.
+
+The table (:mod:`tcoupled.bench.al_table`, built once on the farm and cached) holds
+the ionization energies of a fixed random QM9 sample and the seconds each took. Every
+policy is replayed on it without xTB (:mod:`tcoupled.screening.replay`): the same
+queue-and-refit loop as the live ``screen``, with 2 or 8 asynchronous workers whose
+tasks last what they lasted on the farm. Each row is ``repeats`` screens with seeds
+``0 .. repeats-1``: the mean number of the table's top-1% molecules found (95%
+Student-t interval) and the share of screens whose best molecule is in the top 1%.
+It also times one refit of the default policy over all of QM9 at 1,000 training
+molecules, on one core, and measures what the issue's async-greedy gap came from.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from tcoupled.runtime.errors import ConfigError
+
+NAME = "al"
+BASELINE = "seed-greedy"
+POLICY_ROWS = ("gp-ucb", "gp-ei", "greedy", "ucb", "seed-greedy", "random")
+
+
+def sizes(quick: bool) -> dict[str, Any]:
+    """Repeats, budgets, worker counts and the training-set size of the scoring timer."""
+    if quick:
+        return {"repeats": 3, "budgets": [24], "workers": [2], "score_train": 50,
+                "score_space": 2000,
+                "policies": ("gp-ucb", "seed-greedy", "random")}
+    return {"repeats": 20, "budgets": [24, 100], "workers": [2, 8], "score_train": 1000,
+            "score_space": 0,
+            "policies": POLICY_ROWS}
+
+
+def policy_settings(name: str) -> dict[str, Any]:
+    """The settings a policy runs with: the ``screen`` defaults (one home for them)."""
+    from tcoupled.screening.loop import ScreenConfig
+
+    config = ScreenConfig(policy=name)
+    settings = {"initial": config.initial, "k": config.k, "ensemble": config.ensemble}
+    if name in ("gp-ucb", "gp-ei"):
+        settings["noise"] = config.noise
+    if name in ("gp-ucb", "ucb"):
+        settings["kappa"] = config.kappa
+    return settings
+
+
+class Table:
+    """The benchmark's table with both kinds of fingerprints of its molecules."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        from tcoupled.screening.gp import count_fingerprints
+        from tcoupled.screening.learner import compute_fingerprints
+        from tcoupled.screening.loop import ScreenConfig
+        from tcoupled.screening.replay import top_set
+
+        config = ScreenConfig()
+        self.smiles = [r["smiles"] for r in rows]
+        self.values = np.array([r["ie_ev"] for r in rows], dtype=float)
+        self.seconds = np.array([r["seconds"] for r in rows], dtype=float)
+        self.features = {
+            "morgan": compute_fingerprints(self.smiles, config.fp_radius, config.fp_bits),
+            "count": count_fingerprints(self.smiles, config.count_radius)}
+        self.top = top_set(self.values)
+
+    def screens(self, policy: str, budget: int, workers: int, repeats: int,
+                refit_first: bool = False, values: np.ndarray | None = None) -> dict:
+        """Replay ``repeats`` screens; return the found counts, best-in-top and curve."""
+        from tcoupled.screening.policies import FEATURES, make_policy, valid_mask
+        from tcoupled.screening.replay import best_in_top, found_curve, replay
+
+        observed = self.values if values is None else values
+        features = self.features[FEATURES[policy]]
+        settings = policy_settings(policy)
+        found, best, curves = [], [], []
+        for seed in range(repeats):
+            chosen = make_policy(policy, valid_mask(features), features, seed=seed,
+                                 capacity=budget, **settings)
+            run = replay(chosen, observed, self.seconds, workers, budget, refit_first)
+            curve = found_curve(run.order, self.top)
+            curves.append(np.pad(curve, (0, budget - len(curve)), mode="edge"))
+            found.append(int(curve[-1]))
+            best.append(best_in_top(run.order, self.values, self.top))
+        return {"found": found, "best_in_top": best, "curve": np.mean(curves, axis=0)}
+
+
+def interval(samples: list[float]) -> tuple[float, list[float]]:
+    """Mean and 95% Student-t interval of the mean."""
+    from scipy import stats
+
+    data = np.asarray(samples, dtype=float)
+    mean = float(data.mean())
+    if len(data) < 2:
+        return mean, [mean, mean]
+    half = float(stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
+    return mean, [mean - half, mean + half]
+
+
+def row(policy: str, budget: int, workers: int, outcome: dict, **extra: Any) -> dict:
+    """One ``al.rows`` entry."""
+    mean, ci95 = interval(outcome["found"])
+    return {"policy": policy, "budget": budget, "workers": workers, "repeats":
+            len(outcome["found"]), "mean_top1_found": mean, "ci95": ci95,
+            "p_best_in_top1": float(np.mean(outcome["best_in_top"])), **extra}
+
+
+def build_table(n: int) -> dict:
+    """Compute the missing rows of the table's first ``n`` molecules on a local farm.
+
+    One manager and one worker per core, launched as its own ``mpiexec`` job; a row is
+    appended as each result arrives, so an interrupted build resumes.
+    """
+    import os
+
+    from tcoupled.bench.launch import run_driver
+
+    workers = max(1, os.cpu_count() or 1)
+    print(f"bench al: computing the IEs of {n} QM9 molecules on {workers} workers ...",
+          flush=True)
+    return run_driver("tcoupled.bench.al_table", workers + 1, "--n", str(n),
+                      timeout=max(600.0, 2.0 * n))
+
+
+def run(options: dict) -> dict:
+    """Replay every policy at every budget and worker count; time the scoring."""
+    from tcoupled.bench.al_checks import gap_diagnosis, ie_noise, scoring_time
+    from tcoupled.bench.al_table import read_table, table_path
+    from tcoupled.screening.policies import DEFAULT_POLICY
+
+    size = sizes(options["quick"])
+    path = options.get("table") or table_path()
+    built = build_table(options["build_table"]) if options.get("build_table") else None
+    try:
+        rows_in = read_table(path)
+    except OSError:
+        raise ConfigError(f"bench al: no table at {path}; build it first with "
+                          f"'tcoupled bench al --build-table 4000'") from None
+    start = time.perf_counter()
+    table = Table(rows_in)
+    rows, curves = [], {}
+    for policy in size["policies"]:
+        for budget in size["budgets"]:
+            for workers in size["workers"]:
+                outcome = table.screens(policy, budget, workers, size["repeats"])
+                rows.append(row(policy, budget, workers, outcome))
+                if workers == size["workers"][0] and budget == size["budgets"][-1]:
+                    curves[policy] = outcome["curve"].tolist()
+    top_budget = size["budgets"][-1]
+
+    def mean_of(policy: str) -> float:
+        return next(r["mean_top1_found"] for r in rows if r["policy"] == policy
+                    and r["budget"] == top_budget and r["workers"] == size["workers"][0])
+
+    headline = {"default_policy": DEFAULT_POLICY, "budget": top_budget,
+                "workers": size["workers"][0],
+                "default_over_seed_greedy": mean_of(DEFAULT_POLICY) / mean_of(BASELINE),
+                "default_over_random": mean_of(DEFAULT_POLICY) / max(mean_of("random"), 1e-9)}
+    replay_s = time.perf_counter() - start
+    return {"table": str(path), "build": built, "molecules": len(table.values),
+            "failed": int(np.isnan(table.values).sum()), "top1_count": len(table.top),
+            "top1_threshold_ev": float(table.values[table.top].min()),
+            "settings": {p: policy_settings(p) for p in size["policies"]},
+            "rows": rows, "headline": headline, "curves": curves, "replay_s": replay_s,
+            "gap": gap_diagnosis(table, size, row) if not options["quick"] else {},
+            "ie_noise": ie_noise(rows_in),
+            "scoring": scoring_time(size["score_train"], table.values,
+                                    space=size["score_space"])}
+
+
+def table(results: dict) -> list[str]:
+    """Text table of the rows and the headline."""
+    lines = [f"table: {results['molecules']} molecules ({results['failed']} failed), "
+             f"top 1% = {results['top1_count']} molecules >= "
+             f"{results['top1_threshold_ev']:.3f} eV",
+             f"{'policy':12s} {'budget':>6s} {'workers':>7s} {'top-1% found':>13s} "
+             f"{'95% interval':>14s} {'P(best in top 1%)':>18s}"]
+    for r in results["rows"]:
+        lines.append(f"{r['policy']:12s} {r['budget']:6d} {r['workers']:7d} "
+                     f"{r['mean_top1_found']:13.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}] "
+                     f"{r['p_best_in_top1']:18.2f}")
+    head = results["headline"]
+    lines.append(f"{head['default_policy']} over {BASELINE} at budget {head['budget']}, "
+                 f"{head['workers']} workers: {head['default_over_seed_greedy']:.2f}x "
+                 f"({head['default_over_random']:.1f}x random)")
+    score = results["scoring"]
+    lines.append(f"scoring all {score['space']} QM9 molecules at {score['n_train']} training "
+                 f"molecules, one core: {score['refit_s_median']:.3f} s per refit (median of "
+                 f"{len(score['refit_s'])}; kNN greedy {score['knn_predict_s']:.3f} s)")
+    for key, value in results.get("gap", {}).items():
+        lines.append(f"gap: {key}: {value['mean_top1_found']:.2f} "
+                     f"[{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}]")
+    noise = results.get("ie_noise") or {}
+    if noise:
+        lines.append(f"IE noise: {noise['note']}")
+    return lines
+
+
+def plot(results: dict, path: Any) -> None:
+    """Mean top-1% molecules found against results, default vs random and seed-greedy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    head = results["headline"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for policy, curve in results["curves"].items():
+        x = np.arange(1, len(curve) + 1)
+        style = {"lw": 2.5} if policy == head["default_policy"] else {"lw": 1.2}
+        ax.plot(x, curve, label=policy, **style)
+    ax.set_xlabel(f"calculations finished ({head['workers']} asynchronous workers)")
+    ax.set_ylabel(f"top-1% molecules found (of {results['top1_count']})")
+    ax.set_title(f"replay on {results['molecules']} QM9 GFN2 IEs, mean of "
+                 f"{results['rows'][0]['repeats']} screens")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
