@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="acquisition policy "
         "(gp-*: Tanimoto GP on count fingerprints; greedy, ucb, seed-greedy: Jaccard kNN)")
     add("--k", type=int, default=4, help="neighbours of the kNN")
-    add("--kappa", type=float, default=2.0, help="ucb, gp-ucb: weight of the spread")
+    add("--kappa", type=float, default=None, help="ucb, gp-ucb: weight of the spread "
+        "(default: 6 for gp-ucb, tuned by bench al; 1 for ucb)")
     add("--noise", type=float, default=0.02, help="gp-*: noise variance / kernel amplitude")
     add("--count-radius", type=int, default=2, help="gp-*: Morgan count fingerprint radius")
     add("--ensemble", type=int, default=8, help="ucb: bootstrap kNN members")
@@ -43,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--method", default="gfn2", choices=("gfn2", "ipea"), help="IE method")
     add("--engine", default="tblite", choices=("tblite", "xtb-python"), help="xTB engine")
     add("--fmax", type=float, default=0.05, help="relaxation threshold (eV/Angstrom)")
-    add("--seed", type=int, default=0, help="random seed (initial sample, ETKDG)")
+    add("--seed", type=int, default=0, help="random seed of the screen (initial sample)")
+    add("--embed-seed", type=int, default=0, help="ETKDG seed of every molecule's geometry "
+        "(the same in every screen, so a molecule's IE does not depend on --seed)")
     add("--task", default="ie", choices=sorted(TASKS),
         help="'noop' replaces xTB by a no-op to measure the farm's own overhead")
     add("--task-timeout", type=float, default=300.0, help="seconds per molecule at most")

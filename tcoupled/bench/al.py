@@ -45,7 +45,9 @@ def policy_settings(name: str) -> dict[str, Any]:
     if name in ("gp-ucb", "gp-ei"):
         settings["noise"] = config.noise
     if name in ("gp-ucb", "ucb"):
-        settings["kappa"] = config.kappa
+        from tcoupled.screening.policies import DEFAULT_KAPPA
+
+        settings["kappa"] = DEFAULT_KAPPA[name] if config.kappa is None else config.kappa
     return settings
 
 

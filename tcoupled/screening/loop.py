@@ -32,7 +32,7 @@ class ScreenConfig:
     initial: int = 8
     policy: str = "gp-ucb"
     k: int = 4
-    kappa: float = 2.0
+    kappa: float | None = None  # None: the policy's default
     ensemble: int = 8
     noise: float = 0.02
     fp_radius: int = 4
@@ -43,6 +43,7 @@ class ScreenConfig:
     engine: str = "tblite"
     fmax: float = 0.05
     seed: int = 0
+    embed_seed: int = 0
     task: str = "ie"
     task_timeout: float = 300.0
     baseline: str = ""
@@ -184,7 +185,8 @@ class ScreenLoop:
     def _payload(self, index: int) -> dict:
         config = self.config
         payload = {"smiles": self.space.smiles[index], "method": config.method,
-                   "engine": config.engine, "fmax": config.fmax, "seed": config.seed}
+                   "engine": config.engine, "fmax": config.fmax,
+                   "seed": config.embed_seed}
         if config.task == "ie":
             payload["fallback"] = self.space.fallback_geometry(index)
         return payload
