@@ -22,6 +22,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from scipy.linalg import cho_solve, solve_triangular
 
 from tcoupled.runtime.telemetry import get_logger
 
@@ -140,8 +141,6 @@ class TanimotoGP:
 
     def add(self, index: int, value: float) -> None:
         """Add one point; ``value`` is its result (or, for a believer, the prediction)."""
-        from scipy.linalg import solve_triangular
-
         n = self.size
         if n == self.cross.shape[1]:
             self._grow()
@@ -170,8 +169,6 @@ class TanimotoGP:
 
     def update_mean(self) -> None:
         """Recompute the posterior mean and the amplitude from the current values."""
-        from scipy.linalg import cho_solve
-
         n = self.size
         if n == 0:
             return

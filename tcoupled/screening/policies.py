@@ -183,9 +183,12 @@ class GPPolicy(Policy):
 
     def __init__(self, valid: np.ndarray, initial: int, seed: int, bits: Any, kind: str,
                  capacity: int, kappa: float = 6.0, noise: float = 0.02) -> None:
+        from scipy.special import ndtr
+
         from tcoupled.screening.gp import TanimotoGP
 
         super().__init__(valid, initial, seed)
+        self.ndtr = ndtr
         self.gp = TanimotoGP(bits, capacity, noise)
         self.kind, self.kappa = kind, kappa
         self.position: dict[int, int] = {}  # molecule -> its row in the GP
@@ -235,11 +238,9 @@ class GPPolicy(Policy):
         std = self.gp.std()
         if self.kind == "gp-ucb":
             return self.gp.mean + self.kappa * std
-        from scipy.special import ndtr
-
         z = (self.gp.mean - best) / np.maximum(std, 1e-12)
         density = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-        return (self.gp.mean - best) * ndtr(z) + std * density
+        return (self.gp.mean - best) * self.ndtr(z) + std * density
 
 
 def make_policy(name: str, valid: np.ndarray, features: Any, *, initial: int, seed: int,
