@@ -32,7 +32,7 @@ def sizes(quick: bool) -> dict[str, Any]:
                 "score_space": 2000,
                 "policies": ("gp-ucb", "seed-greedy", "random")}
     return {"repeats": 20, "budgets": [24, 100], "workers": [2, 8], "score_train": 1000,
-            "score_space": 0,
+            "score_space": 0, "gap_repeats": 100,
             "policies": POLICY_ROWS}
 
 
@@ -105,8 +105,9 @@ def interval(samples: list[float]) -> tuple[float, list[float]]:
 def row(policy: str, budget: int, workers: int, outcome: dict, **extra: Any) -> dict:
     """One ``al.rows`` entry."""
     mean, ci95 = interval(outcome["found"])
+    sd = float(np.std(outcome["found"], ddof=1)) if len(outcome["found"]) > 1 else 0.0
     return {"policy": policy, "budget": budget, "workers": workers, "repeats":
-            len(outcome["found"]), "mean_top1_found": mean, "ci95": ci95,
+            len(outcome["found"]), "mean_top1_found": mean, "ci95": ci95, "sd": sd,
             "p_best_in_top1": float(np.mean(outcome["best_in_top"])), **extra}
 
 
@@ -194,7 +195,9 @@ def table(results: dict) -> list[str]:
                  f"{len(score['refit_s'])}; kNN greedy {score['knn_predict_s']:.3f} s)")
     for key, value in results.get("gap", {}).items():
         lines.append(f"gap: {key}: {value['mean_top1_found']:.2f} "
-                     f"[{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}]")
+                     f"[{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}] of "
+                     f"{value.get('top1_count', results['top1_count'])}, sd of one screen "
+                     f"{value['sd']:.2f} ({value['repeats']} screens)")
     noise = results.get("ie_noise") or {}
     if noise:
         lines.append(f"IE noise: {noise['note']}")

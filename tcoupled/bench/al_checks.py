@@ -81,7 +81,7 @@ def gap_diagnosis(table: Any, size: dict, row: Callable[..., dict]) -> dict:
     from tcoupled.bench.al import Table
     from tcoupled.bench.al_table import read_table, table_path
 
-    budget, repeats = 100, size["repeats"]
+    budget, repeats = 100, size.get("gap_repeats", size["repeats"])
     cases = {"seed-greedy, batches of 4": ("seed-greedy", 2, False),
              "greedy, 1 worker": ("greedy", 1, False),
              "greedy, 2 workers, refit before serving (old manager)": ("greedy", 2, True),
