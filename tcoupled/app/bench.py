@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="small sizes, a few seconds each (used by the tests)")
     parser.add_argument("--no-devito", action="store_true", help="skip the Devito comparison")
     parser.add_argument("--build-table", type=int, default=0, metavar="N",
-                        help="al: first compute (or extend) the cached table of N QM9 IEs")
+                        help="al: replay on the first N molecules of the cached table of "
+                        "QM9 IEs, computing the missing ones first (default 4000; --quick 40)")
 
 
 def make_config(args: argparse.Namespace, world_size: int) -> BenchRun:

@@ -28,10 +28,11 @@ POLICY_ROWS = ("gp-ucb", "gp-ei", "greedy", "ucb", "seed-greedy", "random")
 def sizes(quick: bool) -> dict[str, Any]:
     """Repeats, budgets, worker counts and the training-set size of the scoring timer."""
     if quick:
-        return {"repeats": 3, "budgets": [24], "workers": [2], "score_train": 50,
+        return {"table": 40, "repeats": 3, "budgets": [24], "workers": [2], "score_train": 50,
                 "score_space": 2000,
                 "policies": ("gp-ucb", "seed-greedy", "random")}
-    return {"repeats": 20, "budgets": [24, 100], "workers": [2, 8], "score_train": 1000,
+    return {"table": 4000, "repeats": 20, "budgets": [24, 100], "workers": [2, 8],
+            "score_train": 1000,
             "score_space": 0, "gap_repeats": 100,
             "policies": POLICY_ROWS}
 
@@ -111,6 +112,16 @@ def row(policy: str, budget: int, workers: int, outcome: dict, **extra: Any) -> 
             "p_best_in_top1": float(np.mean(outcome["best_in_top"])), **extra}
 
 
+def first_of_sample(rows: list[dict], n: int) -> list[dict]:
+    """The rows of the first ``n`` molecules of the table's sample, in sample order."""
+    from tcoupled.bench.al_table import sample_order
+    from tcoupled.screening.space import load_qm9
+
+    by_index = {r["index"]: r for r in rows}
+    order = sample_order(len(load_qm9()))[:n]
+    return [by_index[int(i)] for i in order if int(i) in by_index]
+
+
 def build_table(n: int) -> dict:
     """Compute the missing rows of the table's first ``n`` molecules on a local farm.
 
@@ -135,13 +146,15 @@ def run(options: dict) -> dict:
     from tcoupled.screening.policies import DEFAULT_POLICY
 
     size = sizes(options["quick"])
-    path = options.get("table") or table_path()
-    built = build_table(options["build_table"]) if options.get("build_table") else None
-    try:
-        rows_in = read_table(path)
-    except OSError:
-        raise ConfigError(f"bench al: no table at {path}; build it first with "
-                          f"'tcoupled bench al --build-table 4000'") from None
+    path = table_path()
+    wanted = options.get("build_table") or size["table"]
+    built = None
+    if len(read_table(path) if path.exists() else []) < wanted:
+        built = build_table(wanted)  # only the missing rows are computed
+    rows_in = first_of_sample(read_table(path), wanted)
+    if len(rows_in) < wanted:
+        raise ConfigError(f"bench al: the table {path} holds {len(rows_in)} of the first "
+                          f"{wanted} sampled molecules")
     start = time.perf_counter()
     table = Table(rows_in)
     rows, curves = [], {}
