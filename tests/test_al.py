@@ -208,3 +208,16 @@ def test_bench_al_quick_builds_its_table_and_writes_rows(tmp_path):
     assert len(results["scoring"]["refit_s"]) == 5
     assert (tmp_path / "bench_al.png").stat().st_size > 10_000
     assert "over seed-greedy" in proc.stdout
+
+
+@pytest.mark.parametrize("policy", ["gp-ucb", "seed-greedy"])
+def test_failed_first_results_keep_the_screen_going(molecules, policy):
+    features = molecules["count" if policy == "gp-ucb" else "morgan"]
+    values = np.full(600, np.nan)  # every calculation fails ...
+    good = np.arange(0, 600, 20)
+    values[good] = molecules["values"][good]  # ... but one in 20
+    chosen = make_policy(policy, valid_mask(features), features, initial=2, seed=0,
+                         capacity=40)
+    run = replay(chosen, values, molecules["seconds"], workers=2, budget=40)
+    assert np.isnan(values[run.order[:2]]).all()  # the random start found nothing
+    assert len(run.order) == 40 and np.isfinite(values[run.order]).any()

@@ -151,8 +151,8 @@ class SeedGreedyPolicy(KnnPolicy):
         self.running = 0
 
     def next(self) -> int | None:
-        """Random until ``initial`` are out; then one batch at a time."""
-        if self.started < self.initial:
+        """Random until ``initial`` are out (and one succeeded); then one batch at a time."""
+        if self.started < self.initial or not self.learner.train_y:
             return self._random()
         return self.queue.pop(0) if self.queue else None
 
@@ -196,8 +196,8 @@ class GPPolicy(Policy):
         self.results: list[tuple[int, float]] = []  # arrived since the last refit
 
     def model_ready(self) -> bool:
-        """Steer once a result is in."""
-        return bool(self.observed)
+        """Steer once a calculation has succeeded (until then: random molecules)."""
+        return bool(self.results) or self.gp.offset is not None
 
     def start(self, index: int) -> None:
         """Queue the molecule as a believer for the next refit."""
