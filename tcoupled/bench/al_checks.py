@@ -78,7 +78,7 @@ def gap_diagnosis(table: Any, size: dict, row: Callable[..., dict]) -> dict:
     old greedy learning from those IEs but judged on this table's, against the same
     screens learning from this table's own IEs.
     """
-    from tcoupled.bench.al import Table
+    from tcoupled.bench.al_replay import Table
     from tcoupled.bench.al_table import read_table, table_path
 
     budget, repeats = 100, size.get("gap_repeats", size["repeats"])

@@ -37,7 +37,7 @@ def live_found(out: Path, table_smiles: list[str], top: np.ndarray) -> tuple[int
 
 def compare(policies: list[str], budget: int, repeats: int, workers: int = 2) -> list[dict]:
     """Run the live screens and the replays; return one row per policy."""
-    from tcoupled.bench.al import Table, interval
+    from tcoupled.bench.al_replay import Table, interval
     from tcoupled.bench.al_table import read_table, table_path
     from tcoupled.bench.launch import mpiexec, run_job
 
