@@ -21,6 +21,7 @@ class BenchRun:
     out: str
     quick: bool
     devito: bool
+    build_table: int = 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, a few seconds each (used by the tests)")
     parser.add_argument("--no-devito", action="store_true", help="skip the Devito comparison")
+    parser.add_argument("--build-table", type=int, default=0, metavar="N",
+                        help="al: replay on the first N molecules of the cached table of "
+                        "QM9 IEs, computing the missing ones first (default 4000; --quick 40)")
 
 
 def make_config(args: argparse.Namespace, world_size: int) -> BenchRun:
@@ -44,8 +48,10 @@ def make_config(args: argparse.Namespace, world_size: int) -> BenchRun:
         raise ConfigError(f"bench must be one of {', '.join(BENCHMARKS)}, all; "
                           f"got {args.which!r}")
     names = tuple(BENCHMARKS) if args.which == "all" else (args.which,)
+    if args.build_table < 0:
+        raise ConfigError(f"--build-table must be >= 0, got {args.build_table}")
     prepare_out_dir(args.out)
-    return BenchRun(names, args.out, args.quick, not args.no_devito)
+    return BenchRun(names, args.out, args.quick, not args.no_devito, args.build_table)
 
 
 def run(config: BenchRun, comm: object = None) -> int:
@@ -63,7 +69,7 @@ def run(config: BenchRun, comm: object = None) -> int:
         print(f"bench {name}: running{' (quick)' if config.quick else ''} ...", flush=True)
         start = time.perf_counter()
         results = module.run({"quick": config.quick, "devito": config.devito,
-                              "out": config.out})
+                              "out": config.out, "build_table": config.build_table})
         results["seconds"] = time.perf_counter() - start
         results["quick"] = config.quick
         print("\n".join(module.table(results)), flush=True)

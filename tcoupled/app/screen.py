@@ -23,16 +23,20 @@ USES_MPI = True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``screen`` options."""
-    from tcoupled.screening.learner import POLICIES
+    from tcoupled.screening.policies import DEFAULT_POLICY, POLICIES
 
     add = parser.add_argument
     add("--space", default="qm9", help="'qm9' or a file of SMILES (one per line or a "
         "'smiles' column)")
     add("--budget", type=int, default=24, help="number of simulations")
     add("--initial", type=int, default=8, help="random molecules before the model steers")
-    add("--policy", default="greedy", choices=POLICIES, help="acquisition policy")
+    add("--policy", default=DEFAULT_POLICY, choices=POLICIES, help="acquisition policy "
+        "(gp-*: Tanimoto GP on count fingerprints; greedy, ucb, seed-greedy: Jaccard kNN)")
     add("--k", type=int, default=4, help="neighbours of the kNN")
-    add("--kappa", type=float, default=1.0, help="ucb: weight of the ensemble spread")
+    add("--kappa", type=float, default=None, help="ucb, gp-ucb: weight of the spread "
+        "(default: 6 for gp-ucb, tuned by bench al; 1 for ucb)")
+    add("--noise", type=float, default=0.02, help="gp-*: noise variance / kernel amplitude")
+    add("--count-radius", type=int, default=2, help="gp-*: Morgan count fingerprint radius")
     add("--ensemble", type=int, default=8, help="ucb: bootstrap kNN members")
     add("--fp-radius", type=int, default=4, help="Morgan fingerprint radius")
     add("--fp-bits", type=int, default=256, help="Morgan fingerprint length (multiple of 64)")
@@ -40,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--method", default="gfn2", choices=("gfn2", "ipea"), help="IE method")
     add("--engine", default="tblite", choices=("tblite", "xtb-python"), help="xTB engine")
     add("--fmax", type=float, default=0.05, help="relaxation threshold (eV/Angstrom)")
-    add("--seed", type=int, default=0, help="random seed (initial sample, ETKDG)")
+    add("--seed", type=int, default=0, help="random seed of the screen (initial sample)")
+    add("--embed-seed", type=int, default=0, help="ETKDG seed of every molecule's geometry "
+        "(the same in every screen, so a molecule's IE does not depend on --seed)")
     add("--task", default="ie", choices=sorted(TASKS),
         help="'noop' replaces xTB by a no-op to measure the farm's own overhead")
     add("--task-timeout", type=float, default=300.0, help="seconds per molecule at most")
@@ -50,13 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_ranges(args: argparse.Namespace) -> None:
-    for name in ("budget", "initial", "k", "ensemble", "fp_radius", "fp_bits"):
+    for name in ("budget", "initial", "k", "ensemble", "fp_radius", "fp_bits", "count_radius"):
         if getattr(args, name) < (0 if name == "initial" else 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, "
                               f"got {getattr(args, name)}")
     if args.fp_bits % 64:
         raise ConfigError(f"--fp-bits must be a multiple of 64, got {args.fp_bits}")
-    for name in ("fmax", "task_timeout"):
+    for name in ("fmax", "task_timeout", "noise"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")

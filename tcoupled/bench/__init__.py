@@ -10,4 +10,5 @@ BENCHMARKS = {
     "ddp": "tcoupled.bench.ddp",
     "farm": "tcoupled.bench.farm",
     "model": "tcoupled.bench.model",
+    "al": "tcoupled.bench.al",
 }

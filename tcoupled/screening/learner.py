@@ -19,8 +19,6 @@ import numpy as np
 
 from tcoupled.runtime.telemetry import get_logger
 
-POLICIES = ("greedy", "ucb", "random")
-
 
 def default_cache_dir() -> Path:
     """Return the user cache folder (``TCOUPLED_CACHE_DIR`` or ``~/.cache/tcoupled``)."""

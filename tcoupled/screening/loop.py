@@ -1,9 +1,9 @@
 """The active-learning screen on the task farm (manager side).
 
-Workers never wait for a whole batch: whenever one frees up, the model is
-retrained on every result so far (if new results arrived), the whole search
-space is predicted, and the best-scored molecule that is neither simulated nor
-running is submitted. Every finished calculation is appended to a journal
+A worker never waits for the model: when one frees up it gets the head of the
+policy's ranked queue at once (:mod:`.policies`), and only then, while every worker
+is busy, is the model refitted on the new result and the queue rebuilt. Every
+finished calculation is appended to a journal
 (``journal.jsonl``, flushed and synced), which is what ``--resume`` reads back.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from tcoupled.runtime.telemetry import get_logger
-from tcoupled.screening.learner import Learner, pick_best
 
 #: the farm's task functions, by ``--task`` name
 TASKS = {"ie": "tcoupled.chemistry.ie:ie_task", "noop": "tcoupled.farm.manager:noop_task"}
@@ -32,17 +30,20 @@ class ScreenConfig:
     space: str = "qm9"
     budget: int = 24
     initial: int = 8
-    policy: str = "greedy"
+    policy: str = "gp-ucb"
     k: int = 4
-    kappa: float = 1.0
+    kappa: float | None = None  # None: the policy's default
     ensemble: int = 8
+    noise: float = 0.02
     fp_radius: int = 4
     fp_bits: int = 256
+    count_radius: int = 2
     fp_cache: str = ""
     method: str = "gfn2"
     engine: str = "tblite"
     fmax: float = 0.05
     seed: int = 0
+    embed_seed: int = 0
     task: str = "ie"
     task_timeout: float = 300.0
     baseline: str = ""
@@ -155,76 +156,78 @@ def _value(result_value: Any) -> float:
 class ScreenLoop:
     """Drive the farm's manager through one active-learning screen."""
 
-    def __init__(self, config: Any, space: Any, fingerprints: np.ndarray, manager: Any,
+    def __init__(self, config: Any, space: Any, features: Any, manager: Any,
                  journal: Journal, done: list[Record]) -> None:
+        from tcoupled.screening.policies import make_policy, valid_mask
+
         self.config, self.space, self.manager, self.journal = config, space, manager, journal
-        self.learner = Learner(fingerprints, config.k, config.ensemble, config.seed)
-        self.available = fingerprints.any(axis=1)
+        valid = valid_mask(features)
+        self.policy = make_policy(config.policy, valid, features,
+                                  initial=config.initial, seed=config.seed,
+                                  capacity=config.budget, k=config.k, kappa=config.kappa,
+                                  ensemble=config.ensemble, noise=config.noise)
         #: molecules RDKit cannot parse: recorded failures that spend no budget
         self.rejected = [Record(int(i), space.smiles[i], float("nan"), "failed",
                                 "invalid SMILES (RDKit cannot parse it)", 0, 0.0, 0.0, 0.0,
-                                float("nan")) for i in np.flatnonzero(~self.available)]
-        self.rng = np.random.default_rng(config.seed)
+                                float("nan")) for i in np.flatnonzero(~valid)]
         self.records: list[Record] = []
         self.snapshots: list[Snapshot] = []
         self.time_offset = max((r.end for r in done), default=0.0)
         self.in_flight: dict[int, tuple[int, float]] = {}  # task id -> (index, predicted)
-        self.scores: np.ndarray | None = None
-        self.predicted: np.ndarray | None = None
         self.unscored: list[Record] = []
         self.next_task_id = 0
         for record in done:
+            self.policy.start(record.index)
             self._learn(record)
 
     def _learn(self, record: Record) -> None:
         self.records.append(record)
-        self.available[record.index] = False
+        self.policy.observe(record.index, record.ie_ev if record.status == "ok" else np.nan)
         if record.status == "ok":
-            self.learner.add(record.index, record.ie_ev)
-            self.scores = None
             self.unscored.append(record)
 
-    def _retrain(self) -> None:
-        start = time.perf_counter()
-        self.scores, self.predicted = self.learner.scores(self.config.policy,
-                                                          self.config.kappa)
-        seconds = time.perf_counter() - start
-        masked = np.where(self.available, self.predicted, -np.inf)
-        best = int(np.argmax(masked)) if np.isfinite(masked).any() else -1
-        errors = [abs(r.predicted - r.ie_ev) for r in self.unscored if np.isfinite(r.predicted)]
-        self.snapshots.append(Snapshot(
-            len(self.learner.train_y), len(self.records), self._elapsed(),
-            float(masked[best]) if best >= 0 else np.nan,
-            self.space.smiles[best] if best >= 0 else "",
-            float(np.mean(errors)) if errors else np.nan, seconds))
-        self.unscored = []
+    def _snapshot(self) -> None:
+        """Record the model after each refit (done by the policy since the last call)."""
+        policy = self.policy
+        for seconds in policy.refit_s[len(self.snapshots):]:
+            best, best_ie = -1, np.nan
+            if policy.mean is not None:
+                masked = np.where(policy.available, policy.mean, -np.inf)
+                best = int(np.argmax(masked))
+                best_ie = float(masked[best]) if np.isfinite(masked[best]) else np.nan
+            errors = [abs(r.predicted - r.ie_ev) for r in self.unscored
+                      if np.isfinite(r.predicted)]
+            self.snapshots.append(Snapshot(
+                sum(r.status == "ok" for r in self.records), len(self.records),
+                self._elapsed(), best_ie, self.space.smiles[best] if best >= 0 else "",
+                float(np.mean(errors)) if errors else np.nan, seconds))
+            self.unscored = []
 
     def _elapsed(self) -> float:
         return self.time_offset + self.manager.stats.elapsed()
 
-    def _choose(self) -> tuple[int, float]:
-        """Return the next molecule to simulate and its predicted value."""
-        random_phase = len(self.records) + len(self.in_flight) < self.config.initial
-        if random_phase or not self.learner.train_y or self.config.policy == "random":
-            return int(self.rng.choice(np.flatnonzero(self.available))), np.nan
-        if self.scores is None:
-            self._retrain()
-        index = int(pick_best(self.scores, self.available, 1)[0])
-        return index, float(self.predicted[index])
+    def _refit_if_stale(self) -> None:
+        """Refit while every worker is busy (after the submissions, before the wait)."""
+        if self.policy.stale:
+            self.policy.update()
+        self._snapshot()
 
     def _payload(self, index: int) -> dict:
         config = self.config
         payload = {"smiles": self.space.smiles[index], "method": config.method,
-                   "engine": config.engine, "fmax": config.fmax, "seed": config.seed}
+                   "engine": config.engine, "fmax": config.fmax,
+                   "seed": config.embed_seed}
         if config.task == "ie":
             payload["fallback"] = self.space.fallback_geometry(index)
         return payload
 
     def _submit_while_idle(self) -> None:
-        while (self.manager.n_idle and self.available.any()
-               and len(self.records) + len(self.in_flight) < self.config.budget):
-            index, predicted = self._choose()
-            self.available[index] = False
+        """Give every free worker its next molecule at once, from the policy's queue."""
+        from tcoupled.screening.policies import take
+
+        slots = min(self.manager.n_idle,
+                    self.config.budget - len(self.records) - len(self.in_flight))
+        for index, predicted in take(self.policy, max(slots, 0)):
             task_id, self.next_task_id = self.next_task_id, self.next_task_id + 1
             self.in_flight[task_id] = (index, predicted)
             self.manager.submit(task_id, self._payload(index))
@@ -249,6 +252,7 @@ class ScreenLoop:
         while len(self.records) < self.config.budget:
             if not stopping.requested():  # on SIGTERM/SIGINT: collect what runs, then stop
                 self._submit_while_idle()
+            self._refit_if_stale()
             if not self.in_flight:
                 log.info("%s after %d molecules", "stopped by a signal" if stopping.requested()
                          else "search space exhausted", len(self.records))

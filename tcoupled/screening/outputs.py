@@ -35,7 +35,7 @@ def write_results(out_dir: str | Path, config: dict, records: list, snapshots: l
                                                          dtype=float))
         molecules["ie_ev"].attrs["units"] = "eV"
         iterations = h5.create_group("iterations")
-        iterations.attrs["description"] = "one row per retraining of the kNN model"
+        iterations.attrs["description"] = "one row per refit of the model"
         rows = [asdict(s) for s in snapshots]
         for name in asdict(snapshots[0]) if snapshots else ():
             data = [row[name] for row in rows]

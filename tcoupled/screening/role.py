@@ -31,6 +31,7 @@ class ProgressLoop(ScreenLoop):
         while len(self.records) < self.config.budget:
             if not stopping.requested():
                 self._submit_while_idle()
+            self._refit_if_stale()
             if not self.in_flight:
                 log.info("farm: %s after %d molecules", "stopped by "
                          f"{stopping.signal_name(stopping.received())}"
@@ -59,8 +60,8 @@ def _drive(config: ScreenConfig, manager: Any, log: Any) -> dict:
     if not config.resume:
         journal.path.unlink(missing_ok=True)
     space, fingerprints, fp_seconds = prepare_space(config, log, "farm")
-    manager.stats.restart_clock()
     loop = ProgressLoop(config, space, fingerprints, manager, journal, done)
+    manager.stats.restart_clock()  # the farm starts with the first task, once the model is set
     loop.log = log
     loop.run()
     farm = manager.report()

@@ -97,8 +97,8 @@ def _farm_config(args: argparse.Namespace) -> Any:
     """Validate the farm's flags; return its ScreenConfig (``None`` without farm ranks)."""
     from pathlib import Path
 
-    from tcoupled.screening.learner import POLICIES
     from tcoupled.screening.loop import ScreenConfig
+    from tcoupled.screening.policies import POLICIES
     from tcoupled.screening.role import FARM_DIR
 
     if args.farm_ranks < 0:

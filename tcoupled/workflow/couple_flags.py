@@ -64,7 +64,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--farm-budget", type=int, default=8, help="molecules to simulate")
     g.add_argument("--farm-initial", type=int, default=4,
                    help="random molecules before the model steers")
-    g.add_argument("--farm-policy", default="greedy", help="greedy, ucb or random")
+    g.add_argument("--farm-policy", default="gp-ucb",
+                   help="gp-ucb, gp-ei, greedy, ucb, seed-greedy or random (see screen)")
     g.add_argument("--farm-method", default="gfn2", choices=("gfn2", "ipea"), help="IE method")
     g.add_argument("--farm-task", default="ie", choices=("ie", "noop"),
                    help="'noop' replaces xTB by a no-op")

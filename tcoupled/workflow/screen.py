@@ -60,8 +60,8 @@ def _drive(config: ScreenConfig, manager: Any) -> int:
         journal.path.unlink(missing_ok=True)
         write_json(Path(config.out) / CONFIG_FILE, asdict(config))
     space, fingerprints, fp_seconds = prepare_space(config, get_logger(), "screen")
-    manager.stats.restart_clock()
     loop = ScreenLoop(config, space, fingerprints, manager, journal, done)
+    manager.stats.restart_clock()  # the farm starts with the first task, once the model is set
     loop.run()
     from tcoupled.runtime import stopping
 
