@@ -46,6 +46,7 @@ class CoupleRun:
     dry_run: bool = False
     report: bool = True
     check_every: int = 50
+    replay: int = 256  # samples each train rank keeps in its replay buffer (0: none)
 
 
 def check_positive(**values: int) -> None:

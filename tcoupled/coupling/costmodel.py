@@ -187,11 +187,12 @@ def time_train_iter(member: Any, dtype: str, frames: tuple[int, int, int], sourc
     import torch
 
     from tcoupled.training.model import build_model
-    from tcoupled.training.trainer import Trainer, pairs_from_frames
+    from tcoupled.training.samples import samples_from_frames
+    from tcoupled.training.trainer import Trainer
 
     torch.set_num_threads(1)
-    trainer = Trainer(build_model(member, dtype), member.lr, batch_size=batch_size or None)
-    groups = [pairs_from_frames(torch.randn(frames, dtype=getattr(torch, dtype)))
+    trainer = Trainer(build_model(member), member.lr, batch_size=batch_size or None)
+    groups = [samples_from_frames(torch.randn(frames, dtype=torch.float32))  # float32 learning
               for _ in range(sources)]
     trainer.train(groups, 1)                    # warm-up
     times: list[float] = []

@@ -14,7 +14,7 @@ from tcoupled.coupling.config import config_dict
 from tcoupled.coupling.schedule import combine_digests
 
 SOLVING = ("sim", "halo")
-TRAINING = ("train", "allreduce")
+TRAINING = ("train", "allreduce", "replay")
 
 
 def time_breakdown(records: list[dict]) -> dict:
@@ -85,7 +85,10 @@ def build_summary(config: Any, records: list[dict], farm: dict | None = None) ->
         "samples_per_handoff": config.sim_steps,
         "data_digest": digests[0], "member_digests_agree": len(set(digests.values())) == 1,
         "members": _members(config, records),
+        "rollout_vrmse": [r["rollout_vrmse"] for r in leaders],
         "rollout_rel_l2": [r["rollout_rel_l2"] for r in leaders],
+        "replay": config.replay,
+        "cast_bytes": int(sum(r.get("cast_bytes", 0) for r in records)),
         "time_breakdown": time_breakdown(everyone),
         "coupling_overhead": coupling_overhead(records),
         "wall_s": max(r["wall_s"] for r in everyone),
@@ -126,6 +129,7 @@ def write_outputs(config: Any, records: list[dict], log: Any,
             group = h5.create_group(f"members/{member['member']}")
             group.attrs.update({k: v for k, v in member.items() if v is not None})
             group["rollout_rel_l2"] = np.asarray(errors)
+            group["rollout_vrmse"] = np.asarray(summary["rollout_vrmse"][member["member"]])
             losses = next(r["losses"] for r in records
                           if r.get("leader") and r["member"] == member["member"])
             group["loss"] = np.asarray(losses)
@@ -139,10 +143,10 @@ def write_outputs(config: Any, records: list[dict], log: Any,
     log.info(f"couple: {config.division} division, channel {config.channel}, "
              f"{config.sim_ranks} sim + {config.train_ranks} train rank(s), "
              f"{summary['handoffs']} handoffs, {summary['handoff_bytes_copied']} bytes copied")
-    for member, errors in zip(summary["members"], summary["rollout_rel_l2"], strict=True):
+    for member, errors in zip(summary["members"], summary["rollout_vrmse"], strict=True):
         log.info(f"  member {member['member']} (k={member['kernel_size']}): loss "
-                 f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, rollout rel L2 "
-                 f"{' '.join(f'{e:.3f}' for e in errors)}")
+                 f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, held-out rollout "
+                 f"VRMSE {' '.join(f'{e:.4f}' for e in errors)}")
     log.info(f"  wall {summary['wall_s']:.3f} s, coupling overhead "
              f"{summary['coupling_overhead']:.1%}; results in {config.out}")
     return summary
