@@ -16,6 +16,7 @@ BASE = ("--grid", "33", "33", "--init", "gaussian", "--seed", "3", "--cycles", "
         "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet")
 REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handoffs",
             "handoff_bytes_copied", "data_digest", "members", "rollout_rel_l2",
+            "rollout_vrmse", "cast_bytes", "replay",
             "time_breakdown", "coupling_overhead", "wall_s"}
 
 #: name -> (ranks, extra flags); one launch each
@@ -82,6 +83,9 @@ def test_training_works_and_ddp_members_agree(summaries):
             assert member["param_spread"] == 0.0, (name, member)
         assert len(summary["rollout_rel_l2"]) == summary["ensemble"]
         assert all(len(errors) == 4 for errors in summary["rollout_rel_l2"])
+        assert all(len(errors) == 4 and 0 < errors[0] < 1 for errors in summary["rollout_vrmse"])
+        # every slot (7 frames of 33x33 float64) is cast to float32 once per train rank
+        assert summary["cast_bytes"] == (summary["handoffs"] * 7 * 33 * 33 * 4), name
     ensemble = summaries["space-shm-3-ensemble"]["members"]
     assert [m["kernel_size"] for m in ensemble] == [3, 5]
     assert summaries["time-mpi-4-ddp"]["members"][0]["ranks"] == 2
@@ -91,7 +95,10 @@ def test_time_breakdown_per_role(summaries):
     split = summaries["space-mpi-2"]["time_breakdown"]
     assert {"sim", "train"} <= set(split)
     assert split["sim"]["sim"] > 0 and split["train"]["train"] > 0
-    assert "allreduce" in split["train"] and "idle" in split["train"]
+    assert "idle" in split["train"]
+    # a one-rank member is not wrapped in DDP: no allreduce at all; two ranks: timed
+    assert "allreduce" not in split["train"]
+    assert summaries["time-mpi-4-ddp"]["time_breakdown"]["train"]["allreduce"] > 0
 
 
 def _config(*flags: str, world: int):
