@@ -84,8 +84,9 @@ def test_training_works_and_ddp_members_agree(summaries):
         assert len(summary["rollout_rel_l2"]) == summary["ensemble"]
         assert all(len(errors) == 4 for errors in summary["rollout_rel_l2"])
         assert all(len(errors) == 4 and 0 < errors[0] < 1 for errors in summary["rollout_vrmse"])
-        # every slot (7 frames of 33x33 float64) is cast to float32 once per train rank
-        assert summary["cast_bytes"] == (summary["handoffs"] * 7 * 33 * 33 * 4), name
+        # each member casts every cycle's field (7 frames of 33x33 float64) once to float32
+        assert summary["cast_bytes"] == (summary["cycles"] * summary["ensemble"]
+                                         * 7 * 33 * 33 * 4), name
     ensemble = summaries["space-shm-3-ensemble"]["members"]
     assert [m["kernel_size"] for m in ensemble] == [3, 5]
     assert summaries["time-mpi-4-ddp"]["members"][0]["ranks"] == 2

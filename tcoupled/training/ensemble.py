@@ -22,7 +22,7 @@ class MemberParams:
     """Hyperparameters of one ensemble member."""
 
     kernel_size: int = 3
-    lr: float = 2e-3
+    lr: float = 3e-3
     width: int = 8
 
     def __post_init__(self) -> None:

@@ -44,6 +44,8 @@ class SurrogateCNN(nn.Module):
     target : str
         ``"update"`` (default): the network predicts ``u^{n+1} - 2u^n + u^{n-1}``;
         ``"next"``: it predicts ``u^{n+1}`` directly (kept for comparison).
+    bias : bool
+        Biases in the convolutions (default off; kept for comparison).
     """
 
     def __init__(self, kernel_size: int = 3, width: int = 8, target: str = "update",

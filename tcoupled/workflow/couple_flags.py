@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kernel-sizes", type=int, nargs="+", default=None,
                    help="CNN kernel size, one for all or one per member (default 3 5 7 ...)")
     g.add_argument("--lr", type=float, nargs="+", default=None,
-                   help="Adam learning rate, one for all or one per member (default 2e-3)")
+                   help="Adam learning rate, one for all or one per member (default 3e-3)")
     g.add_argument("--cnn-width", type=int, nargs="+", default=None,
                    help="CNN channels of the first layer, one or one per member (default 8)")
     g.add_argument("--batch-size", type=int, default=0,
