@@ -6,8 +6,8 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 * ``sim`` -- the sim rank's ``K`` steps plus the ``K + 1`` copies into the slot;
 * ``h`` -- one slot through the channel, ``latency + bytes * s_per_byte``
   (zero-copy channels have ``s_per_byte = 0``);
-* ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (``couple``
-  trains through DDP even on one rank);
+* ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (DDP, only
+  for members over several train ranks);
 * ``warmup`` -- the extra time of the first iteration, paid once per run;
 * ``digest`` -- the trainer's hash of each received slot (``M * iter`` below includes
   ``s * digest``),
@@ -235,8 +235,8 @@ def calibrate(workload: Workload, allreduce_s: float = DEFAULT_ALLREDUCE_S,
                  for m in workload.members)
     digest_s = time_digest((steps + 1, *local), workload.wave.dtype)
     slot_bytes = (steps + 1) * math.prod(local) * np.dtype(workload.wave.dtype).itemsize
-    # couple trains through DDP even on one rank, so every iteration pays an allreduce
-    return UnitCosts(sim_s=sim, iter_s=iter_s, allreduce_s=allreduce_s * max(1, group - 1),
+    # a one-rank member trains without DDP: no allreduce
+    return UnitCosts(sim_s=sim, iter_s=iter_s, allreduce_s=allreduce_s * (group - 1),
                      slot_bytes=slot_bytes, feeds=feeds, sources=sources,
                      warmup_s=DEFAULT_FIRST_ITER_S, digest_s=digest_s)
 
