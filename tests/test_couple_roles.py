@@ -26,8 +26,8 @@ FLAGS = ("--grid", "33", "33", "--init", "gaussian", "--seed", "5", "--cycles", 
          "--sim-steps", "6", "--train-iters", "20", "--rollout", "3", "--sim-ranks", "1",
          "--train-ranks", "1", "--farm-ranks", "2", "--farm-budget", str(BUDGET),
          "--farm-initial", "2", "--checkpoint-every", "2", "--verify")
-PLOTS = ("fields.png", "training_loss.png", "rollout_error.png", "time_breakdown.png",
-         "best_ie_vs_simulations.png")
+PLOTS = ("fields.png", "training_loss.png", "rollout_vrmse.png", "rollout_error.png",
+         "time_breakdown.png", "best_ie_vs_simulations.png")
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,9 @@ def test_killed_run_resumes_to_identical_results(tmp_path, space_run, space_file
         np.testing.assert_allclose(got["members/0/parameters"][()],
                                    ref["members/0/parameters"][()], rtol=0, atol=1e-12)
         np.testing.assert_array_equal(got["members/0/loss"][()], ref["members/0/loss"][()])
+        # the replay buffer came back bitwise: the same draws, the same rollout
+        np.testing.assert_array_equal(got["members/0/rollout_vrmse"][()],
+                                      ref["members/0/rollout_vrmse"][()])
     journal = (out / "farm" / "journal.jsonl").read_text().splitlines()
     smiles = [json.loads(line)["smiles"] for line in journal]
     assert smiles[:len(before)] == before

@@ -166,7 +166,8 @@ def test_ddp_uses_the_stock_allreduce_hook_and_matches_serial_training(tmp_path,
 
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.training.model import build_model
-    from tcoupled.training.trainer import Trainer, pairs_from_frames
+    from tcoupled.training.samples import samples_from_frames
+    from tcoupled.training.trainer import Trainer
 
     calls = []
     stock = default_hooks.allreduce_hook
@@ -184,7 +185,7 @@ def test_ddp_uses_the_stock_allreduce_hook_and_matches_serial_training(tmp_path,
             model = build_model(MemberParams(), "float32", seed=11)
             trainer = Trainer(model, 1e-3, group=dist.group.WORLD if ddp else None,
                               timer=timer)
-            trainer.train([pairs_from_frames(frames)], 3)
+            trainer.train([samples_from_frames(frames)], 3)
             params[ddp] = [p.detach().clone() for p in model.parameters()]
             assert timer.counts["train"] == 3
             assert timer.counts["allreduce"] == (3 if ddp else 0)

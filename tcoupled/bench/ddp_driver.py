@@ -41,6 +41,7 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.training.ensemble import MemberParams, init_member_group
     from tcoupled.training.model import build_model
+    from tcoupled.training.samples import Samples
     from tcoupled.training.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -53,15 +54,15 @@ def measure(world: object, n: int, batch: int, iters: int, warmup: int,
     timer = PhaseTimer()
     trainer = Trainer(build_model(params, "float32"), params.lr, group=group, timer=timer)
     generator = torch.Generator().manual_seed(world.Get_rank())
-    x = torch.randn(batch, 1, n, n, generator=generator)
+    x = torch.randn(batch, 2, n, n, generator=generator)
     y = torch.randn(batch, 1, n, n, generator=generator)
-    trainer.train([(x, y)], warmup)
+    trainer.train([Samples(x, y)], warmup)
     timer.totals.clear()
     if sync is not None and world.Get_rank() == 0:
         wait_for_parties(*sync)
     world.Barrier()
     start = time.perf_counter()
-    trainer.train([(x, y)], iters)
+    trainer.train([Samples(x, y)], iters)
     wall = time.perf_counter() - start
     if group is not None:
         from tcoupled.training.ensemble import close_member_group

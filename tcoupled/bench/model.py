@@ -71,7 +71,8 @@ def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> in
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.sim.solver import WaveSolver
     from tcoupled.training.model import build_model
-    from tcoupled.training.trainer import Trainer, pairs_from_frames
+    from tcoupled.training.samples import samples_from_frames
+    from tcoupled.training.trainer import Trainer
 
     workload = workload_of(sim, train, (*flags, "--sim-steps", "1"), 1)
     dims = init_mpi().Compute_dims(sim, 2)
@@ -88,8 +89,8 @@ def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> in
     step = statistics.median(steps)
     torch.set_num_threads(1)
     member = workload.members[0]
-    trainer = Trainer(build_model(member, workload.wave.dtype), member.lr, batch_size=1)
-    groups = [pairs_from_frames(torch.randn((3, *block)))]
+    trainer = Trainer(build_model(member), member.lr, batch_size=1)  # float32, as couple
+    groups = [samples_from_frames(torch.randn((3, *block)))]  # one sample: two levels in
     trainer.train(groups, 2)
     times = []
     for _ in range(7):

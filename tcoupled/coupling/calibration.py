@@ -161,7 +161,8 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.training.ensemble import close_member_group, init_member_group
     from tcoupled.training.model import build_model
-    from tcoupled.training.trainer import Trainer, pairs_from_frames
+    from tcoupled.training.samples import TRAINING_DTYPE, samples_from_frames
+    from tcoupled.training.trainer import Trainer
 
     group_size = max(1, trainers // max(len(workload.members), 1))
     color = train_rank // group_size if train_rank is not None else len(workload.members)
@@ -175,10 +176,9 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
         group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
         timer = PhaseTimer()
-        trainer = Trainer(build_model(member, workload.wave.dtype, device), member.lr, device,
+        trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
                           group=group, timer=timer, batch_size=workload.batch_size or None)
-        dtype = getattr(torch, workload.wave.dtype)
-        groups = [pairs_from_frames(torch.randn(frames, dtype=dtype, device=device))
+        groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
                   for _ in range(sources)]
         start = time.perf_counter()
         trainer.train(groups, 1)

@@ -143,11 +143,12 @@ def restore_solver(solver: Any, state: dict) -> None:
 
 
 def trainer_state(trainer: Any, digests: list) -> dict:
-    """Model and optimizer state dicts, the loss history, the digests and torch's RNG."""
+    """Model and optimizer state dicts, the losses, the digests, the replay buffer, the RNG."""
     import torch
 
     return {"model": trainer.module.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "losses": [float(v) for v in trainer.losses],
+            "replay": trainer.replay.state_dict(),
             "digests": [list(entry) for entry in digests],
             "torch_rng": torch.get_rng_state()}
 
@@ -159,5 +160,6 @@ def restore_trainer(trainer: Any, state: dict) -> list[tuple[int, int, str]]:
     trainer.module.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.losses[:] = list(state["losses"])
+    trainer.replay.load_state_dict(state["replay"])
     torch.set_rng_state(state["torch_rng"])
     return [(int(c), int(s), str(d)) for c, s, d in state["digests"]]

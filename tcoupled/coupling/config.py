@@ -47,6 +47,7 @@ class CoupleRun:
     report: bool = True
     check_every: int = 50
     verify: bool = False  # hash every received slot (data_digest)
+    replay: int = 256  # samples each train rank keeps in its replay buffer (0: none)
 
 
 def check_positive(**values: int) -> None:

@@ -6,8 +6,8 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 * ``sim`` -- the sim ranks' ``K`` steps (halo exchanges included) plus the slot copies;
 * ``h`` -- one slot through the channel, ``latency + bytes * s_per_byte``
   (zero-copy channels have ``s_per_byte = 0``);
-* ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (``couple``
-  trains through DDP even on one rank);
+* ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (DDP, only
+  for members over several train ranks);
 * ``warmup`` -- the extra time of the first iteration, paid once per run;
 * ``digest`` -- the trainer's hash of each received slot (``M * iter`` below includes
   ``s * digest``),

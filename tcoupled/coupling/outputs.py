@@ -15,9 +15,11 @@ from tcoupled.coupling.config import config_dict
 from tcoupled.coupling.schedule import combine_digests
 
 SOLVING = ("sim", "halo")
-TRAINING = ("train", "allreduce")
-#: acquire/publish/receive/release and staging (``handoff``), the carried frame, the digest
-COUPLING = ("handoff", "carry", "digest")
+#: the optimizer steps, their exposed all-reduce, the replay draws and the block context
+TRAINING = ("train", "allreduce", "replay", "context")
+#: acquire/publish/receive/release and staging (``handoff``), the carried frame, the digest,
+#: the float32 cast of each received slot (the handoff's one counted copy on shm)
+COUPLING = ("handoff", "carry", "digest", "cast")
 #: waiting for the other role's compute (time division does it by design)
 WAITING = ("idle",)
 #: compute phases of each role
@@ -135,7 +137,10 @@ def build_summary(config: Any, records: list[dict], farm: dict | None = None) ->
         "samples_per_handoff": config.sim_steps,
         "data_digest": digests[0], "member_digests_agree": len(set(digests.values())) == 1,
         "members": _members(config, records),
+        "rollout_vrmse": [r["rollout_vrmse"] for r in leaders],
         "rollout_rel_l2": [r["rollout_rel_l2"] for r in leaders],
+        "replay": config.replay,
+        "cast_bytes": int(sum(r.get("cast_bytes", 0) for r in records)),
         "time_breakdown": time_breakdown(everyone),
         **coupling_costs(records),
         "oversubscribed": any(r.get("oversubscribed", False) for r in everyone),
@@ -177,6 +182,7 @@ def write_outputs(config: Any, records: list[dict], log: Any,
             group = h5.create_group(f"members/{member['member']}")
             group.attrs.update({k: v for k, v in member.items() if v is not None})
             group["rollout_rel_l2"] = np.asarray(errors)
+            group["rollout_vrmse"] = np.asarray(summary["rollout_vrmse"][member["member"]])
             losses = next(r["losses"] for r in records
                           if r.get("leader") and r["member"] == member["member"])
             group["loss"] = np.asarray(losses)
@@ -190,10 +196,10 @@ def write_outputs(config: Any, records: list[dict], log: Any,
     log.info(f"couple: {config.division} division, channel {config.channel}, "
              f"{config.sim_ranks} sim + {config.train_ranks} train rank(s), "
              f"{summary['handoffs']} handoffs, {summary['handoff_bytes_copied']} bytes copied")
-    for member, errors in zip(summary["members"], summary["rollout_rel_l2"], strict=True):
+    for member, errors in zip(summary["members"], summary["rollout_vrmse"], strict=True):
         log.info(f"  member {member['member']} (k={member['kernel_size']}): loss "
-                 f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, rollout rel L2 "
-                 f"{' '.join(f'{e:.3f}' for e in errors)}")
+                 f"{member['first_loss']:.3e} -> {member['last_loss']:.3e}, held-out rollout "
+                 f"VRMSE {' '.join(f'{e:.4f}' for e in errors)}")
     idle = ", ".join(f"{role} {value:.1%}" for role, value in summary["idle_fraction"].items())
     log.info(f"  wall {summary['wall_s']:.3f} s, coupling overhead "
              f"{summary['coupling_overhead']:.2%} of compute, idle {idle}"

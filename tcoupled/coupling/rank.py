@@ -41,6 +41,7 @@ class CoupledRank:
         self.endpoints: list[Any] = []
         self.ledger = CopyLedger()  # every copy of field data this rank makes
         self.digests = DigestLog(self.timer, self.ledger, getattr(config, "verify", False))
+        self.cast_bytes = 0  # of those, the float32 casts for training (kind "cast")
 
     # -- set-up --------------------------------------------------------------------
     def _setup(self) -> Any:
@@ -56,6 +57,7 @@ class CoupledRank:
             spec = SlotSpec(self.config.sim_steps + 1, tuple(self.solver.local_shape),
                             self.config.wave.dtype, pad=1, carried=1)  # the solver steps in it
         self.specs = self.world.allgather(spec)
+        self.offsets = self.world.allgather(self.solver.offset if self.solver else None)
         xp_name = self.world.bcast(self.solver.xp.__name__ if self.solver else None, root=0)
         self.xp = __import__(xp_name)
         ctx = ChannelContext(world=self.world, node_comm=self.layout.node_comm,
@@ -94,6 +96,7 @@ class CoupledRank:
 
         from tcoupled.training.ensemble import init_member_group
         from tcoupled.training.model import build_model
+        from tcoupled.training.replay import ReplayBuffer
         from tcoupled.training.trainer import Trainer
 
         gpu = self.xp.__name__ == "cupy"
@@ -101,17 +104,32 @@ class CoupledRank:
         if gpu:  # the GPU Layout.bind_gpu chose (plan's rule), for torch too
             device = torch.device("cuda", self.layout.gpu or 0)
             torch.cuda.set_device(device)
+        # None for a one-rank member: no DDP wrapper, no process group
         group = init_member_group(self.member_comm, "nccl" if gpu else "gloo", self.config.out)
         params = self.config.members[self.member]
-        model = build_model(params, self.config.wave.dtype, device,
-                            seed=self.config.wave.seed * 1000 + self.member)
+        seed = self.config.wave.seed
+        model = build_model(params, device=device, seed=seed * 1000 + self.member)
+        replay = ReplayBuffer(self.config.replay,
+                              (seed, self.member, self.member_comm.Get_rank()))
         return Trainer(model, params.lr, device, group, self.timer,
-                       self.config.batch_size or None)
+                       self.config.batch_size or None, replay)
 
     def _train(self, tensors: list[Any]) -> None:
-        from tcoupled.training.trainer import pairs_from_frames
+        """Cast each slot once to float32 (a counted copy), add context, train."""
+        from tcoupled.training.samples import as_training_dtype, member_windows
 
-        self.trainer.train([pairs_from_frames(t) for t in tensors], self.config.train_iters)
+        sources = self.layout.info.sources if not self.inproc else [self.world.Get_rank()]
+        blocks = []
+        with self.timer.phase("cast"):
+            for source, tensor in zip(sources, tensors, strict=True):
+                cast, copied = as_training_dtype(tensor)
+                self.ledger.count(copied, "cast")  # counted where it is made
+                self.cast_bytes += copied
+                blocks.append((self.offsets[source], cast))
+        with self.timer.phase("context"):
+            samples = member_windows(self.member_comm, blocks, self.config.wave.grid,
+                                     self.trainer.module.radius)
+        self.trainer.train(samples, self.config.train_iters)
 
     # -- the coupled loop -------------------------------------------------------------
     def _loop(self, channel: Any) -> None:
@@ -191,28 +209,24 @@ class CoupledRank:
         close_member_group(self.member_comm)
 
     # -- after training ---------------------------------------------------------------
-    def _held_out(self) -> tuple[Any, list[Any]] | None:
-        """Sim ranks: step past the training data and gather the held-out trajectory."""
+    def _held_out(self) -> tuple[Any, Any, list[Any]] | None:
+        """Sim ranks: solve the held-out initial condition (:mod:`..evaluate`)."""
         if self.solver is None:
             return None
-        self.solver.step()
-        start = self.solver.gather(root=0)
-        truth = []
-        for _ in range(self.config.rollout):
-            self.solver.step()
-            truth.append(self.solver.gather(root=0))
-        return start, truth
+        from tcoupled.coupling.evaluate import held_out_trajectory
+
+        return held_out_trajectory(self.config, self.layout.role_comm)
 
     def _evaluate(self) -> dict:
         """Rollout errors, member-averaged losses and the DDP parameter spread."""
         held_out = self._held_out()
         sim0 = self.layout.plan.of_role("sim")[0].rank
-        start, truth = self.world.bcast(held_out, root=sim0)
-        fields = {"start": start, "truth": truth[-1] if truth else None}
+        held_out = self.world.bcast(held_out, root=sim0)
+        fields = {"start": held_out[1], "truth": held_out[2][-1] if held_out[2] else None}
         if self.trainer is None:
             return {"fields": fields} if self.world.Get_rank() == 0 else {}
+        from tcoupled.coupling.evaluate import rollout_errors
         from tcoupled.runtime.mpienv import init_mpi
-        from tcoupled.training.trainer import relative_l2, rollout
 
         MPI = init_mpi()
         comm = self.member_comm
@@ -225,12 +239,9 @@ class CoupledRank:
         comm.Allreduce(MPI.IN_PLACE, low, op=MPI.MIN)
         if comm.Get_rank() != 0:
             return {"fields": fields} if self.world.Get_rank() == 0 else {}
-        predicted = rollout(self.trainer.model, start, self.config.rollout,
-                            self.trainer.device)
         return {"leader": True, "losses": (losses / comm.Get_size()).tolist(),
                 "param_spread": float(np.max(high - low)), "parameters": flat,
-                "prediction": predicted[-1] if predicted else None,
-                "rollout_rel_l2": relative_l2(predicted, truth),
+                **rollout_errors(self.trainer.model, held_out, self.trainer.device),
                 **({"fields": fields} if self.world.Get_rank() == 0 else {})}
 
     def _record(self, wall: float) -> dict:
@@ -247,7 +258,15 @@ class CoupledRank:
                 "bytes_copied": self.ledger.bytes, "copies": self.ledger.as_dict(),
                 "zero_copy_verified": in_place and all(r.verified for r in receivers),
                 "handoffs": sum(r.received for r in receivers),
-                "digests": self.digests.entries}
+                "digests": self.digests.entries, **self._trainer_record()}
+
+    def _trainer_record(self) -> dict:
+        """Training side: bytes of the float32 casts and of the replay buffer."""
+        if self.trainer is None:
+            return {}
+        replay = self.trainer.replay
+        return {"cast_bytes": self.cast_bytes, "replay_samples": len(replay),
+                "replay_bytes": replay.nbytes, "replay_bytes_copied": replay.bytes_copied}
 
 
 class CycleProgress:

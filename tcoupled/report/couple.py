@@ -140,8 +140,8 @@ def plot_best_ie(out: Path, farm_dir: Path) -> Path | None:
 
 def _key_numbers(summary: dict) -> list[str]:
     lines = ["| key | value |", "| --- | --- |"]
-    skip = {"members", "time_breakdown", "rollout_rel_l2", "farm", "worker_utilization",
-            "worker_busy_s", "results"}
+    skip = {"members", "time_breakdown", "rollout_rel_l2", "rollout_vrmse", "farm",
+            "worker_utilization", "worker_busy_s", "results"}
     for key in sorted(summary):
         if key not in skip:
             lines.append(f"| `{key}` | {summary[key]} |")
@@ -149,13 +149,17 @@ def _key_numbers(summary: dict) -> list[str]:
 
 
 def _member_lines(summary: dict) -> list[str]:
-    lines = ["| member | kernel | first loss | last loss | final rollout rel. L2 |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| member | kernel | first loss | last loss | VRMSE step 1 | VRMSE last step "
+             "| rel. L2 last step |", "| --- | --- | --- | --- | --- | --- | --- |"]
     errors = summary.get("rollout_rel_l2") or []
-    for member, errs in zip(summary.get("members", []), errors + [[]] * 99, strict=False):
+    vrmse = summary.get("rollout_vrmse") or []
+    for member, errs, vr in zip(summary.get("members", []), errors + [[]] * 99,
+                                vrmse + [[]] * 99, strict=False):
         last = f"{errs[-1]:.3g}" if errs else "-"
+        first_v, last_v = (f"{vr[0]:.3g}", f"{vr[-1]:.3g}") if vr else ("-", "-")
         lines.append(f"| {member['member']} | {member.get('kernel_size')} | "
-                     f"{member['first_loss']:.3g} | {member['last_loss']:.3g} | {last} |")
+                     f"{member['first_loss']:.3g} | {member['last_loss']:.3g} | {first_v} | "
+                     f"{last_v} | {last} |")
     return lines
 
 
@@ -191,6 +195,9 @@ def write_report(out: str | Path) -> Path:
         "Training loss per member": plot_members(
             out, data, "loss", "training loss per member", "iteration", "MSE loss",
             "training_loss.png"),
+        "Rollout VRMSE per member (held-out initial condition)": plot_members(
+            out, data, "rollout_vrmse", "held-out rollout: VRMSE per step",
+            "rollout step", "VRMSE (RMSE / std of the true field)", "rollout_vrmse.png"),
         "Rollout error per member": plot_members(
             out, data, "rollout_rel_l2", "autoregressive rollout error per member",
             "rollout step", "relative L2 error vs solver", "rollout_error.png"),

@@ -23,7 +23,7 @@ class MemberParams:
     """Hyperparameters of one ensemble member."""
 
     kernel_size: int = 3
-    lr: float = 2e-3
+    lr: float = 3e-3
     width: int = 8
 
     def __post_init__(self) -> None:
@@ -127,6 +127,8 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
                       timeout_s: float = 120.0) -> Any:
     """Start the torch process group of one member over the MPI ranks of ``comm``.
 
+    A one-rank member needs no group and no DDP: it returns ``None`` (the trainer
+    then trains the bare model) and :func:`close_member_group` has nothing to do.
     The member's ranks are the whole torch world of this process. When they
     share a host, the rendezvous is a fresh :class:`FileStore` under ``scratch``
     (no listening socket); otherwise the member's rank 0 starts a :class:`TCPStore` on a
@@ -141,6 +143,8 @@ def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
     import torch.distributed as dist
 
     rank, size = comm.Get_rank(), comm.Get_size()
+    if size == 1:
+        return None
     timeout = datetime.timedelta(seconds=timeout_s)
     one_host, host = rendezvous_host(comm)
     if one_host:
@@ -174,6 +178,8 @@ def close_member_group(comm: Any) -> None:
 
     import torch.distributed as dist
 
+    if comm.Get_size() == 1:
+        return  # a one-rank member has no group (see init_member_group)
     gc.collect()
     comm.Barrier()
     dist.destroy_process_group()

@@ -56,6 +56,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     if args.rollout < 0 or args.batch_size < 0:
         raise ConfigError(f"--rollout and --batch-size must be >= 0, got {args.rollout} and "
                           f"{args.batch_size}")
+    if args.replay < 0:
+        raise ConfigError(f"--replay must be >= 0, got {args.replay}")
     if args.check_every < 0:
         raise ConfigError(f"--check-every must be non-negative, got {args.check_every}")
     if args.train_ranks < 0:
@@ -90,7 +92,8 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
                      farm_ranks=args.farm_ranks, farm=farm,
                      checkpoint_every=args.checkpoint_every, resume_cycle=resume_cycle,
                      dry_run=args.dry_run, report=not args.no_report,
-                     check_every=args.check_every, verify=args.verify)
+                     check_every=args.check_every, verify=args.verify,
+                     replay=args.replay)
 
 
 def _farm_config(args: argparse.Namespace) -> Any:

@@ -34,13 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kernel-sizes", type=int, nargs="+", default=None,
                    help="CNN kernel size, one for all or one per member (default 3 5 7 ...)")
     g.add_argument("--lr", type=float, nargs="+", default=None,
-                   help="Adam learning rate, one for all or one per member (default 2e-3)")
+                   help="Adam learning rate, one for all or one per member (default 3e-3)")
     g.add_argument("--cnn-width", type=int, nargs="+", default=None,
                    help="CNN channels of the first layer, one or one per member (default 8)")
     g.add_argument("--batch-size", type=int, default=0,
                    help="pairs per iteration from each source (0: all pairs of the cycle)")
-    g.add_argument("--rollout", type=int, default=5,
-                   help="autoregressive rollout steps compared with the solver")
+    g.add_argument("--replay", type=int, default=256, metavar="N",
+                   help="replay buffer of each train rank: N samples (three consecutive "
+                        "levels of its blocks, reservoir-sampled; 0: newest slot only)")
+    g.add_argument("--rollout", type=int, default=10,
+                   help="autoregressive rollout steps on the held-out field")
     g.add_argument("--placement", default="colocated", help="colocated or clustered")
     g.add_argument("--ppn", type=int, default=None,
                    help="ranks per node of the machine, to refuse layouts that cannot "
