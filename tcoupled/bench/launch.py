@@ -43,19 +43,17 @@ def driver_command(module: str, ranks: int, *args: str) -> list[str]:
 
 def run_job(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own process group; kill the group and raise on timeout."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=local_env(), start_new_session=True)
+    from tcoupled.runtime.jobs import run_group
+
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        status, out, err = run_group(cmd, timeout, local_env())
+    except TimeoutError:
         raise TcoupledError(f"benchmark job timed out after {timeout:g} s: "
                             f"{' '.join(cmd)}") from None
-    if proc.returncode != 0:
-        raise TcoupledError(f"benchmark job failed (exit {proc.returncode}): "
+    if status != 0:
+        raise TcoupledError(f"benchmark job failed (exit {status}): "
                             f"{' '.join(cmd)}\n{err.strip()[-2000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return subprocess.CompletedProcess(cmd, status, out, err)
 
 
 def run_driver(module: str, ranks: int, *args: str, timeout: float = 300) -> Any:

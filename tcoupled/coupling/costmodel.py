@@ -227,12 +227,11 @@ def run_calibration(workload: Workload, timeout: float = CALIBRATION_TIMEOUT_S) 
     The job gets its own process group and is killed whole on timeout.
     """
     import json
-    import os
-    import signal
-    import subprocess
     import sys
     import tempfile
     from pathlib import Path
+
+    from tcoupled.runtime.jobs import run_group
 
     ranks = workload.sim_ranks + workload.train_ranks
     local = Path(sys.executable).parent / "mpiexec"
@@ -241,18 +240,14 @@ def run_calibration(workload: Workload, timeout: float = CALIBRATION_TIMEOUT_S) 
         spec.write_text(workload_to_json(workload))
         cmd = [str(local) if local.exists() else "mpiexec", "-n", str(ranks), sys.executable,
                "-m", "mpi4py", "-m", "tcoupled.coupling.calibration", str(spec), str(out)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=_clean_env(), start_new_session=True)
         try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            status, _, err = run_group(cmd, timeout, _clean_env())
+        except TimeoutError:
             raise ConfigError(f"cost-model calibration timed out after {timeout:g} s on "
                               f"{ranks} ranks") from None
-        if proc.returncode != 0 or not out.exists():
+        if status != 0 or not out.exists():
             raise ConfigError(f"cost-model calibration failed on {ranks} ranks (exit "
-                              f"{proc.returncode}): {err.strip()[-800:]}")
+                              f"{status}): {err.strip()[-800:]}")
         return json.loads(out.read_text())
 
 
