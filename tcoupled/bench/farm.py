@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,22 +50,20 @@ def launch(cmd: list[str], timeout: float = LAUNCH_TIMEOUT_S,
     the group still alive after the job exits are recorded in ``LEFTOVERS`` and killed.
     """
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    from tcoupled.runtime.jobs import run_group
+
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        job = run_group(cmd, timeout, env)
+    except TimeoutError:
         return [], f"timed out after {timeout:g} s"
-    stragglers = processes(lambda pgid, _: pgid == proc.pid)
+    stragglers = processes(lambda pgid, _: pgid == job.pid)
     if stragglers:
         LEFTOVERS.extend(stragglers)
-        os.killpg(proc.pid, signal.SIGKILL)
-    rows = [json.loads(line[len("RESULT "):]) for line in out.splitlines()
+        os.killpg(job.pid, signal.SIGKILL)
+    rows = [json.loads(line[len("RESULT "):]) for line in job.stdout.splitlines()
             if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not rows:
-        return [], f"exit {proc.returncode}: {err.strip()[-500:]}"
+    if job.returncode != 0 or not rows:
+        return [], f"exit {job.returncode}: {job.stderr.strip()[-500:]}"
     return rows[-1], ""
 
 

@@ -46,14 +46,14 @@ def run_job(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     from tcoupled.runtime.jobs import run_group
 
     try:
-        status, out, err = run_group(cmd, timeout, local_env())
+        job = run_group(cmd, timeout, local_env())
     except TimeoutError:
         raise TcoupledError(f"benchmark job timed out after {timeout:g} s: "
                             f"{' '.join(cmd)}") from None
-    if status != 0:
-        raise TcoupledError(f"benchmark job failed (exit {status}): "
-                            f"{' '.join(cmd)}\n{err.strip()[-2000:]}")
-    return subprocess.CompletedProcess(cmd, status, out, err)
+    if job.returncode != 0:
+        raise TcoupledError(f"benchmark job failed (exit {job.returncode}): "
+                            f"{' '.join(cmd)}\n{job.stderr.strip()[-2000:]}")
+    return job
 
 
 def run_driver(module: str, ranks: int, *args: str, timeout: float = 300) -> Any:

@@ -241,13 +241,13 @@ def run_calibration(workload: Workload, timeout: float = CALIBRATION_TIMEOUT_S) 
         cmd = [str(local) if local.exists() else "mpiexec", "-n", str(ranks), sys.executable,
                "-m", "mpi4py", "-m", "tcoupled.coupling.calibration", str(spec), str(out)]
         try:
-            status, _, err = run_group(cmd, timeout, _clean_env())
+            job = run_group(cmd, timeout, _clean_env())
         except TimeoutError:
             raise ConfigError(f"cost-model calibration timed out after {timeout:g} s on "
                               f"{ranks} ranks") from None
-        if status != 0 or not out.exists():
+        if job.returncode != 0 or not out.exists():
             raise ConfigError(f"cost-model calibration failed on {ranks} ranks (exit "
-                              f"{status}): {err.strip()[-800:]}")
+                              f"{job.returncode}): {job.stderr.strip()[-800:]}")
         return json.loads(out.read_text())
 
 

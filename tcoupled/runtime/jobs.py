@@ -11,8 +11,9 @@ import signal
 import subprocess
 
 
-def run_group(cmd: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run ``cmd`` in a new session; return ``(exit status, stdout, stderr)``.
+def run_group(cmd: list[str], timeout: float,
+              env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a new session; return it finished (``pid`` is its process group's id).
 
     Raises
     ------
@@ -27,4 +28,6 @@ def run_group(cmd: list[str], timeout: float, env: dict[str, str]) -> tuple[int,
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise TimeoutError(f"timed out after {timeout:g} s") from None
-    return proc.returncode, out, err
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    done.pid = proc.pid  # type: ignore[attr-defined] - the group, for stragglers
+    return done
