@@ -129,3 +129,29 @@ def test_ie_command_under_mpi(tmp_path):
     assert "CCO" in proc.stdout and "failed" in proc.stdout
     with h5py.File(tmp_path / "results.h5", "r") as h5:
         assert np.isnan(h5["molecules/ie_ev"][2]) and h5.attrs["command"] == "ie"
+
+
+def test_qm9_geometry_fields_parse_including_linear_molecules():
+    """QM9's XYZ fields are Python literals: ``0.`` appears (linear molecules), JSON refuses it."""
+    from tcoupled.chemistry.qm9 import parse_geometry
+
+    symbols, positions = parse_geometry("['C', 'C', 'H', 'H']",
+                                        "[[0.5995394918,0.,1.],[-0.5995394918,0.,1.],"
+                                        "[-1.6616385861,0.,1.],[1.6616385861,0.,1.]]")
+    assert symbols == ["C", "C", "H", "H"]
+    assert positions[1] == [-0.5995394918, 0.0, 1.0]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads("[[0.5,0.,1.]]")           # why the fields are not read as JSON
+
+
+@pytest.mark.slow
+def test_every_qm9_molecule_has_a_readable_geometry():
+    from tcoupled.chemistry.qm9 import data_dir
+    from tcoupled.screening.space import load_qm9
+
+    if data_dir() is None:
+        pytest.skip("qm9pack is not installed")
+    space = load_qm9()
+    for index in range(len(space)):
+        symbols, positions = space.fallback_geometry(index)
+        assert len(symbols) == len(positions) > 0, index

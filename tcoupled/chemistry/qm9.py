@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -99,12 +98,24 @@ def find(smiles: str) -> int | None:
     return None
 
 
+def parse_geometry(elements: str, xyz: str) -> tuple[list[str], list]:
+    """QM9's ``Elements`` and ``XYZ_Ang`` fields as (symbols, positions in Angstrom).
+
+    The fields are Python literals, not JSON: a few hold numbers such as ``0.`` (linear
+    molecules), which JSON refuses. ``ast.literal_eval`` reads literals only; no code runs.
+    """
+    import ast
+
+    return list(ast.literal_eval(elements)), [list(map(float, atom))
+                                              for atom in ast.literal_eval(xyz)]
+
+
 def geometry(row: int) -> tuple[list[str], list]:
     """QM9's (element symbols, positions in Angstrom) of molecule ``row``."""
     for seen, (line, _) in enumerate(_rows()):
         if seen == row:
             fields = next(csv.reader([line]))
-            return json.loads(fields[6].replace("'", '"')), json.loads(fields[7])
+            return parse_geometry(fields[6], fields[7])
     raise IndexError(f"QM9 has no molecule {row}")
 
 

@@ -7,13 +7,13 @@ read directly from the installed package's ``data/`` folder.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tcoupled.chemistry.qm9 import PARTS as QM9_PARTS
+from tcoupled.chemistry.qm9 import parse_geometry
 from tcoupled.runtime.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ class SearchSpace:
         if self._geometries is None:
             self._geometries = _read_geometries(self.source)
         elements, xyz = self._geometries[0][index], self._geometries[1][index]
-        return json.loads(elements.replace("'", '"')), json.loads(xyz)
+        return parse_geometry(elements, xyz)
 
 
 def qm9_data_dir() -> Path:
