@@ -209,16 +209,21 @@ class Sender:
                                         f"{cycle}, expected {self._released[feed]}")
                 self._released[feed] += 1
 
-    def _slot(self, slot: int) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    #: a ring of frames whose windows are the slots (inproc/shm on the CPU), else None
+    ring: Any = None
+    #: the slot buffers (padded frames) when there is no ring
+    buffers: list[Any]
+
+    def _slot(self, slot: int) -> Any:
+        return self.buffers[slot]
 
     def _window(self, cycle: int) -> Any:
-        """The (padded) frames of ``cycle``: its slot, or its window of a ring."""
-        return self._slot(cycle % self.ctx.slots)
+        """The (padded) frames of ``cycle``: its window of the ring, or its slot."""
+        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
 
     def same_memory(self, a: Any, b: Any) -> bool:
         """Whether arrays ``a`` and ``b`` start at the same bytes (a ring maps them twice)."""
-        return address(a) == address(b)
+        return self.ring.same(a, b) if self.ring else address(a) == address(b)
 
     def _publish(self, slot: int, cycle: int) -> None:
         """Channel-specific part of ``publish`` (send bytes, write a file ...)."""

@@ -31,9 +31,6 @@ class FileSender(Sender):
         self.buffers = [spec.zeros(ctx.xp) for _ in range(ctx.slots)]
         self.rank = ctx.world.Get_rank()
 
-    def _slot(self, slot: int) -> Any:
-        return self.buffers[slot]
-
     def _publish(self, slot: int, cycle: int) -> None:
         import h5py
 

@@ -37,16 +37,6 @@ class InprocSender(Sender):
             raise TcoupledError(f"inproc channel: cycle {self.released_count} is still "
                                 "held by the trainer of this process")
 
-    def _slot(self, slot: int) -> Any:
-        return self.buffers[slot]
-
-    def _window(self, cycle: int) -> Any:
-        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
-
-    def same_memory(self, a: Any, b: Any) -> bool:
-        """Whether ``a`` and ``b`` start at the same bytes (of the ring, either mapping)."""
-        return self.ring.same(a, b) if self.ring else super().same_memory(a, b)
-
     def _free(self) -> None:
         if self.ring is not None:
             self.ring.close()

@@ -52,9 +52,6 @@ class MpiSender(Sender):
         self._sends: list[list[Any]] = [[] for _ in range(ctx.slots)]
         self._staged: list[Any] = [None] * ctx.slots
 
-    def _slot(self, slot: int) -> Any:
-        return self.buffers[slot]
-
     def _publish(self, slot: int, cycle: int) -> None:
         synchronize(self.ctx.xp)
         message = self.buffers[slot]

@@ -98,16 +98,6 @@ class ShmSender(Sender):
             os.unlink(path)
         return ring
 
-    def _slot(self, slot: int) -> Any:
-        return self.buffers[slot]
-
-    def _window(self, cycle: int) -> Any:
-        return self.ring.window(cycle) if self.ring else self._slot(cycle % self.ctx.slots)
-
-    def same_memory(self, a: Any, b: Any) -> bool:
-        """Whether ``a`` and ``b`` start at the same bytes (of the ring, either mapping)."""
-        return self.ring.same(a, b) if self.ring else super().same_memory(a, b)
-
     def _publish(self, slot: int, cycle: int) -> None:
         synchronize(self.ctx.xp)
         self.channel.sync()
