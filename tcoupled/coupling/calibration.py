@@ -146,6 +146,23 @@ def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
     return {"sim_together_s": statistics.median(times)}
 
 
+def _iteration_times(member_comm: Any, trainer: Any, groups: list) -> list[float]:
+    """Seconds of single training iterations: at least 5, until ``MIN_TRAIN_S`` (60 at most).
+
+    Every rank of the DDP group runs the same iterations (the stop is agreed each time).
+    """
+    times: list[float] = []
+    more = True
+    while more:
+        member_comm.Barrier()
+        start = time.perf_counter()
+        trainer.train(groups, 1)
+        times.append(time.perf_counter() - start)
+        more = member_comm.allreduce(len(times) < 60 and (len(times) < 5 or sum(times)
+                                                           < MIN_TRAIN_S), op=_max())
+    return times
+
+
 def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int,
                 frames: tuple, sources: int, scratch: str,
                 together: tuple[Any, float] | None = None) -> dict:
@@ -184,17 +201,8 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         trainer.train(groups, 1)
         first = time.perf_counter() - start
         timer.totals.clear()
-        times: list[float] = []
-        more = True
-        while more:   # every rank of the DDP group runs the same iterations
-            member_comm.Barrier()
-            start = time.perf_counter()
-            trainer.train(groups, 1)
-            times.append(time.perf_counter() - start)
-            more = member_comm.allreduce(len(times) < 60 and (len(times) < 5 or sum(times)
-                                                               < MIN_TRAIN_S), op=_max())
-        # read defensively: the allreduce phase may be timed under another name or not
-        allreduce = timer.totals.get("allreduce", 0.0) / len(times)
+        times = _iteration_times(member_comm, trainer, groups)
+        allreduce = timer.totals.get("allreduce", 0.0) / len(times)  # 0 for a one-rank member
         found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
                  "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype)}
     if together is not None:
