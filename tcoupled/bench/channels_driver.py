@@ -133,9 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from tcoupled.runtime.cores import node_load
+    from tcoupled.runtime.waiting import adapt_to
 
     torch.set_num_threads(1)
     node = node_load(world)
+    adapt_to(node)
     node_comm = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
     rows, pings = [], []
     for n in args.sizes:

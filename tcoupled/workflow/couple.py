@@ -31,9 +31,10 @@ def run(config: CoupleRun, comm: Any) -> int:
     status = 2
     if problem is None:
         from tcoupled.runtime.cores import node_load
-        from tcoupled.runtime.waiting import gather_polling
+        from tcoupled.runtime.waiting import adapt_to, gather_polling
 
         load = node_load(comm)
+        adapt_to(load)
         record = {**_run_role(config, comm, part, layout, in_farm), **load}
         status = _conclude(config, comm, gather_polling(comm, record, root=0))
     elif comm.Get_rank() == 0:

@@ -1,0 +1,52 @@
+"""Waits for a partner: how long they probe before sleeping depends on the node's load."""
+
+import time
+
+import pytest
+
+from tcoupled.runtime import waiting
+
+
+class LateComm:
+    """A communicator whose message arrives ``after`` seconds from now."""
+
+    def __init__(self, after: float) -> None:
+        self.ready_at = time.perf_counter() + after
+        self.probes = 0
+
+    def Iprobe(self, source=None, tag=None, status=None):  # noqa: N802 (mpi4py's name)
+        self.probes += 1
+        return time.perf_counter() >= self.ready_at
+
+
+@pytest.fixture(autouse=True)
+def restore_spin():
+    yield
+    waiting.adapt_to({"oversubscribed": True})
+
+
+def test_adapt_to_spins_only_when_every_rank_has_a_core():
+    assert waiting.adapt_to({"oversubscribed": False}) == waiting.SPIN_FREE_S
+    assert waiting.adapt_to({"oversubscribed": True}) == waiting.SPIN_S
+    assert waiting.adapt_to({}) == waiting.SPIN_S  # unknown load: leave the core
+
+
+def test_free_node_sees_a_late_partner_at_once(monkeypatch):
+    slept = []
+    monkeypatch.setattr(waiting.time, "sleep", lambda s: slept.append(s))
+    waiting.adapt_to({"oversubscribed": False})
+    comm = LateComm(after=0.01)
+    waiting.wait_for_message(comm, 0, 1, None)
+    assert slept == []  # probed (yielding) the whole 10 ms: no sleep to overshoot
+    assert time.perf_counter() - comm.ready_at < 5e-3
+
+
+def test_oversubscribed_node_sleeps_with_backoff(monkeypatch):
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(waiting.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    comm = LateComm(after=0.01)
+    waiting.wait_for_message(comm, 0, 1, None)
+    assert slept and slept[0] == waiting.FIRST_SLEEP_S
+    assert max(slept) <= waiting.POLL_S
+    assert all(b >= a for a, b in zip(slept, slept[1:]))  # it only grows
