@@ -13,7 +13,8 @@ from mpitools import check, tcoupled
 
 GLOO = {"GLOO_SOCKET_IFNAME": "lo"}
 BASE = ("--grid", "33", "33", "--init", "gaussian", "--seed", "3", "--cycles", "3",
-        "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet", "--verify")
+        "--sim-steps", "6", "--train-iters", "10", "--rollout", "4", "--quiet", "--verify",
+        "--dtype", "float64")  # float64: the trainer's float32 cast is a counted copy
 REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handoffs",
             "handoff_bytes_copied", "data_digest", "members", "rollout_rel_l2",
             "time_breakdown", "coupling_overhead", "wall_s", "handoff_copies",
@@ -30,6 +31,7 @@ RUNS = {
                                  "space", "--channel", "shm")),
     "time-inproc-2sims": (2, ("--sim-ranks", "2")),
     "time-mpi-4-ddp": (4, ("--sim-ranks", "2", "--train-ranks", "2", "--channel", "mpi")),
+    "time-shm-2-float32": (2, ("--train-ranks", "1", "--dtype", "float32")),
 }
 
 
@@ -64,7 +66,8 @@ def test_summary_carries_the_required_keys(summaries):
 
 @pytest.mark.mpi
 def test_every_channel_and_division_delivers_the_same_data(summaries):
-    one_sim = {n: s for n, s in summaries.items() if s["sim_ranks"] == 1}
+    one_sim = {n: s for n, s in summaries.items()
+               if s["sim_ranks"] == 1 and not n.endswith("float32")}
     assert {s["channel"] for s in one_sim.values()} == {"inproc", "shm", "mpi", "file"}
     assert {s["division"] for s in one_sim.values()} == {"time", "space"}
     assert len({s["data_digest"] for s in one_sim.values()}) == 1
@@ -77,6 +80,10 @@ def test_every_channel_and_division_delivers_the_same_data(summaries):
 def test_handoffs_and_copies_counted_by_channel(summaries):
     frame_bytes = 33 * 33 * 8        # one 33x33 float64 field
     slot_bytes = 7 * frame_bytes     # (sim steps + 1) frames
+    summaries = dict(summaries)  # the fixture is shared: leave it whole
+    float32 = summaries.pop("time-shm-2-float32")
+    assert float32["handoff_bytes_copied"] == 0 and float32["cast_bytes"] == 0
+    assert not any(float32["handoff_copies"].values()) and float32["zero_copy_verified"] is True
     for name, summary in summaries.items():
         assert summary["handoffs"] == (summary["cycles"] * summary["sim_ranks"]
                                        * summary["ensemble"])
@@ -111,8 +118,8 @@ def test_training_works_and_ddp_members_agree(summaries):
         assert all(len(errors) == 4 for errors in summary["rollout_rel_l2"])
         assert all(len(errors) == 4 and 0 < errors[0] < 1 for errors in summary["rollout_vrmse"])
         # each member casts every cycle's field (7 frames of 33x33 float64) once to float32
-        assert summary["cast_bytes"] == (summary["cycles"] * summary["ensemble"]
-                                         * 7 * 33 * 33 * 4), name
+        cast = 0 if name.endswith("float32") else 7 * 33 * 33 * 4
+        assert summary["cast_bytes"] == summary["cycles"] * summary["ensemble"] * cast, name
     ensemble = summaries["space-shm-3-ensemble"]["members"]
     assert [m["kernel_size"] for m in ensemble] == [3, 5]
     assert summaries["time-mpi-4-ddp"]["members"][0]["ranks"] == 2
@@ -165,3 +172,9 @@ def test_refusal_is_one_line_before_work(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--channel shm" in lines[0], proc.stderr
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_couple_solves_in_the_learners_dtype_by_default():
+    """The main job hands float32 frames to a float32 learner: no cast, no copy."""
+    assert _config(world=1).wave.dtype == "float32"
+    assert _config("--dtype", "float64", world=1).wave.dtype == "float64"

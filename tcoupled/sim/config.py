@@ -121,8 +121,9 @@ def _center(text: str) -> tuple[float, float]:
     return x, y
 
 
-def add_wave_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the solver's flags (shared by ``wave`` and ``couple``)."""
+def add_wave_arguments(parser: argparse.ArgumentParser, dtype: str = "float64",
+                       dtype_why: str = "") -> None:
+    """Add the solver's flags (shared by ``wave`` and ``couple``; ``dtype`` is the default)."""
     g = parser.add_argument_group("wave solver")
     g.add_argument("--grid", nargs=2, type=int, metavar=("NX", "NY"), default=[129, 129],
                    help="grid points in x and y, boundaries included")
@@ -132,7 +133,7 @@ def add_wave_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cfl", type=float, default=0.5,
                    help="Courant number c*dt/dx used when --dt is not given")
     g.add_argument("--c", type=float, default=1.0, help="wave speed")
-    g.add_argument("--dtype", default="float64", help=f"one of {', '.join(DTYPES)}")
+    g.add_argument("--dtype", default=dtype, help=f"one of {', '.join(DTYPES)}{dtype_why}")
     g.add_argument("--kernel", default="auto",
                    help=f"one of {', '.join(KERNELS)} (auto: the fastest on --device)")
     g.add_argument("--device", default="auto",

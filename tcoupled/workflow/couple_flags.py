@@ -15,7 +15,9 @@ from tcoupled.sim.config import add_wave_arguments
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``couple``: the solver's, then the coupling's."""
-    add_wave_arguments(parser)
+    add_wave_arguments(parser, "float32", " (float32: the learner's dtype, so the trainer "
+                       "reads the solver's frames with no cast; float64 casts each slot once, "
+                       "counted as a copy)")
     g = parser.add_argument_group("coupling")
     g.add_argument("--sim-ranks", type=int, default=None,
                    help="sim ranks (default: the ranks left by --train-ranks)")
