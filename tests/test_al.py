@@ -136,8 +136,10 @@ class FakeManager:
         self.stats = FarmStats(workers)
 
     @property
-    def n_idle(self) -> int:
+    def n_free(self) -> int:
         return self.workers - len(self.running)
+
+    n_idle = n_free  # one task per worker
 
     def submit(self, task_id: int, payload: dict) -> int:
         self.log.append("submit")
@@ -221,3 +223,27 @@ def test_failed_first_results_keep_the_screen_going(molecules, policy):
     run = replay(chosen, values, molecules["seconds"], workers=2, budget=40)
     assert np.isnan(values[run.order[:2]]).all()  # the random start found nothing
     assert len(run.order) == 40 and np.isfinite(values[run.order]).any()
+
+
+def test_a_molecule_whose_task_cannot_be_built_is_a_recorded_failure(tmp_path, molecules):
+    """A broken geometry in the space fails that molecule, not the screen."""
+    from tcoupled.screening.loop import Journal, ScreenConfig, ScreenLoop
+    from tcoupled.screening.space import SearchSpace
+
+    class BrokenSpace(SearchSpace):
+        def fallback_geometry(self, index):
+            if index % 3 == 0:
+                raise ValueError(f"malformed XYZ field of molecule {index}")
+            return None
+
+    config = ScreenConfig(policy="gp-ucb", budget=20, initial=4, task="ie", out=str(tmp_path))
+    journal = Journal(tmp_path)
+    loop = ScreenLoop(config, BrokenSpace("test", molecules["smiles"]), molecules["count"],
+                      FakeManager(molecules["values"], molecules["smiles"], []), journal, [])
+    loop.run()
+    assert len(loop.records) == 20
+    failed = [r for r in loop.records if r.status == "failed"]
+    assert failed and all(r.index % 3 == 0 for r in failed)
+    assert all("could not build its task: ValueError: malformed XYZ" in r.error for r in failed)
+    assert all(r.status == "ok" for r in loop.records if r.index % 3)
+    assert len(journal.load()) == 20  # every failure is journalled, so a resume skips it

@@ -64,3 +64,36 @@ def test_mpi_farm_records_failures_and_reuses_one_helper_per_worker():
     assert set(helpers) == {"1", "2"} and all(len(pids) == 1 for pids in helpers.values())
     assert helpers["1"] != helpers["2"]
     assert min(overhead["per_worker"].values()) >= 40, overhead["per_worker"]
+
+
+class SentLog:
+    """A three-rank farm communicator that records what the manager sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+
+    def Get_size(self) -> int:  # noqa: N802 (mpi4py's name)
+        return 3
+
+    def send(self, message, dest, tag):
+        self.sent.append((message[0], dest))
+
+
+def test_manager_keeps_the_next_task_queued_at_each_worker():
+    comm = SentLog()
+    manager = Manager(comm, "tcoupled.farm.manager:noop_task", 5.0)
+    assert manager.n_free == 4 and manager.n_idle == 2  # each runs one task, holds the next
+    for task_id in range(4):
+        manager.submit(task_id, {"smiles": "C"})
+    assert [dest for _, dest in comm.sent] == [1, 2, 1, 2]  # least loaded first
+    assert manager.n_free == 0 and manager.n_running == 4
+    with pytest.raises(RuntimeError, match="every worker full"):
+        manager.submit(4, {})
+    time.sleep(0.01)
+    first = manager._finish(1, (0, "ok", 1.0, "", 0.004))
+    assert manager.n_free == 1
+    assert first.end - first.start == pytest.approx(0.004)  # began when the worker did
+    with pytest.raises(RuntimeError, match="returned task 3, expected 2"):
+        manager._finish(1, (3, "ok", 1.0, "", 0.001))  # a worker runs its tasks in order
+    with pytest.raises(ValueError, match="depth must be at least 1, got 0"):
+        Manager(comm, "tcoupled.farm.manager:noop_task", 5.0, depth=0)

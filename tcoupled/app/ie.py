@@ -82,7 +82,7 @@ def run(config: IEConfig, comm: Any) -> int:
                    for i in range(len(config.smiles))]
         pending = list(enumerate(config.smiles))
         while manager.n_running or (pending and not stopping.requested()):
-            while pending and manager.n_idle and not stopping.requested():
+            while pending and manager.n_free and not stopping.requested():
                 index, smiles = pending.pop(0)
                 manager.submit(index, _payload(config, smiles))
             result = manager.next_result()

@@ -1,8 +1,12 @@
 """An MPI task farm: rank 0 of ``farm_comm`` manages, the other ranks work.
 
-The manager hands one task at a time to each free worker and receives results
-as they finish, in whatever order (``next_result``), so a driver such as the
-active learner can submit a new task the moment a worker frees up.
+The manager keeps up to ``depth`` tasks at each worker (default 2: the one it runs
+and the next, already in its MPI queue), so a worker that finishes a task starts the
+next at once instead of waiting for the manager to see the result, choose, and send.
+Results come back as they finish, in whatever order (``next_result``), and a driver
+such as the active learner refills a slot the moment one frees up; it chooses one
+task ahead, which its batch-aware acquisition accounts for (the queued molecule
+counts as running).
 
 Isolation
 ---------
@@ -32,6 +36,7 @@ from tcoupled.runtime.faults import inject
 from tcoupled.runtime.waiting import wait_for_message
 
 TAG_TASK, TAG_RESULT, TAG_STOP = 11, 12, 13
+QUEUE_DEPTH = 2  # tasks a worker holds: the one it runs and the next
 
 
 @dataclass
@@ -44,7 +49,9 @@ class TaskResult:
     error: str = ""
     worker: int = 0
     seconds: float = 0.0  # time the worker spent on the task
-    start: float = 0.0  # dispatch time, seconds since the farm started (manager clock)
+    #: when the worker began it, seconds since the farm started (manager clock): the
+    #: receive time less the worker's time, not before the dispatch
+    start: float = 0.0
     end: float = 0.0  # receive time, seconds since the farm started
 
 
@@ -110,45 +117,59 @@ class FarmStats:
 
 
 class Manager:
-    """The manager's side of the farm: submit tasks, collect results as they finish."""
+    """The manager's side of the farm: submit tasks, collect results as they finish.
 
-    def __init__(self, farm_comm: Any, task: str, timeout: float) -> None:
+    ``depth`` is how many tasks each worker may hold (running and queued behind it).
+    """
+
+    def __init__(self, farm_comm: Any, task: str, timeout: float,
+                 depth: int = QUEUE_DEPTH) -> None:
+        from collections import deque
+
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
         self.comm = farm_comm
         size = 1 if farm_comm is None else farm_comm.Get_size()
         self.workers = list(range(1, size)) if size > 1 else [0]
-        self.idle = list(self.workers)
-        self.running: dict[int, tuple[int, Any, float]] = {}  # worker -> (id, payload, t0)
+        self.depth = depth if size > 1 else 1  # a one-rank farm runs each task at once
+        #: worker -> its tasks in order: (task id, payload, dispatch time)
+        self.queues: dict[int, Any] = {w: deque() for w in self.workers}
         self.stats = FarmStats(len(self.workers))
         self._local = IsolatedRunner(task, timeout) if size == 1 else None
         if self._local is not None:
             self._local.start()
 
     @property
+    def n_free(self) -> int:
+        """Number of tasks that can be submitted now."""
+        return sum(self.depth - len(q) for q in self.queues.values())
+
+    @property
     def n_idle(self) -> int:
-        """Number of workers without a task."""
-        return len(self.idle)
+        """Number of workers with no task at all."""
+        return sum(not q for q in self.queues.values())
 
     @property
     def n_running(self) -> int:
         """Number of tasks handed out and not yet returned."""
-        return len(self.running)
+        return sum(len(q) for q in self.queues.values())
 
     def submit(self, task_id: int, payload: Any) -> int:
-        """Give a task to a free worker and return its rank; raises if none is free."""
-        if not self.idle:
-            raise RuntimeError("submit() with no idle worker; call next_result() first")
-        worker = self.idle.pop(0)
-        self.running[worker] = (task_id, payload, self.stats.elapsed())
+        """Give a task to the least loaded worker and return its rank; raises if all are full."""
+        worker = min(self.workers, key=lambda w: len(self.queues[w]))
+        if len(self.queues[worker]) >= self.depth:
+            raise RuntimeError("submit() with every worker full; call next_result() first")
+        self.queues[worker].append((task_id, payload, self.stats.elapsed()))
         if self._local is None:
             self.comm.send((task_id, payload), dest=worker, tag=TAG_TASK)
         return worker
 
     def next_result(self) -> TaskResult:
         """Wait for the next task to finish (any worker) and return its result."""
-        if not self.running:
+        if not self.n_running:
             raise RuntimeError("next_result() with no task running")
         if self._local is not None:
-            task_id, payload, _ = self.running[0]
+            task_id, payload, _ = self.queues[0][0]
             start = time.perf_counter()
             message = (task_id, *self._local.run(payload), time.perf_counter() - start)
             worker = 0
@@ -167,10 +188,12 @@ class Manager:
 
     def _finish(self, worker: int, message: tuple) -> TaskResult:
         task_id, status, value, error, seconds = message
-        _, _, start = self.running.pop(worker)
-        self.idle.append(worker)
-        result = TaskResult(task_id, status, value, error, worker, seconds, start,
-                            self.stats.elapsed())
+        queued_id, _, dispatched = self.queues[worker].popleft()  # a worker runs in order
+        if queued_id != task_id:
+            raise RuntimeError(f"worker {worker} returned task {task_id}, expected {queued_id}")
+        end = self.stats.elapsed()
+        result = TaskResult(task_id, status, value, error, worker, seconds,
+                            max(dispatched, end - seconds), end)
         self.stats.add(result)
         return result
 
@@ -219,7 +242,7 @@ def map_tasks(manager: Manager, payloads: list[Any],
     results: list[TaskResult | None] = [None] * len(payloads)
     pending = list(enumerate(payloads))
     while pending or manager.n_running:
-        while pending and manager.n_idle:
+        while pending and manager.n_free:
             manager.submit(*pending.pop(0))
         result = manager.next_result()
         results[result.task_id] = result

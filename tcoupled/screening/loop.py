@@ -222,15 +222,41 @@ class ScreenLoop:
         return payload
 
     def _submit_while_idle(self) -> None:
-        """Give every free worker its next molecule at once, from the policy's queue."""
+        """Give every free worker its next molecule at once, from the policy's queue.
+
+        A molecule whose task cannot be built is recorded as failed and the slot goes
+        to the next one in the queue.
+        """
         from tcoupled.screening.policies import take
 
-        slots = min(self.manager.n_idle,
-                    self.config.budget - len(self.records) - len(self.in_flight))
-        for index, predicted in take(self.policy, max(slots, 0)):
-            task_id, self.next_task_id = self.next_task_id, self.next_task_id + 1
-            self.in_flight[task_id] = (index, predicted)
-            self.manager.submit(task_id, self._payload(index))
+        while True:
+            slots = max(min(self.manager.n_free,
+                            self.config.budget - len(self.records) - len(self.in_flight)), 0)
+            picks = take(self.policy, slots, max(slots - self.manager.n_idle, 0))
+            refused = 0
+            for index, predicted in picks:
+                try:
+                    payload = self._payload(index)
+                except (ValueError, TypeError, KeyError, SyntaxError, MemoryError) as exc:
+                    self._unsubmittable(index, predicted, exc)  # a bad molecule: recorded
+                    refused += 1
+                    continue
+                task_id, self.next_task_id = self.next_task_id, self.next_task_id + 1
+                self.in_flight[task_id] = (index, predicted)
+                self.manager.submit(task_id, payload)
+            if not refused:
+                return
+
+    def _unsubmittable(self, index: int, predicted: float, exc: Exception) -> None:
+        """Record a molecule whose task could not be built as failed (it spends budget)."""
+        now = self._elapsed()
+        record = Record(int(index), self.space.smiles[index], float("nan"), "failed",
+                        f"could not build its task: {type(exc).__name__}: {exc}"[:300], 0,
+                        now, now, 0.0, predicted)
+        self.journal.append(record)
+        self._learn(record)
+        get_logger().warning("[%d/%d] %s: %s", len(self.records), self.config.budget,
+                             record.smiles, record.error)
 
     def _collect(self) -> Record:
         result = self.manager.next_result()

@@ -262,14 +262,20 @@ def make_policy(name: str, valid: np.ndarray, features: Any, *, initial: int, se
     raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
 
 
-def take(policy: Policy, slots: int) -> list[tuple[int, float]]:
+def take(policy: Policy, slots: int, ahead: int = 0) -> list[tuple[int, float]]:
     """Start up to ``slots`` molecules: ``(index, prediction when chosen)`` each.
 
     Pops the policy's queue; only when it is empty and a refit would fill it is the
     refit done here, while a worker waits (the loops refit after submitting instead).
+    The last ``ahead`` slots only queue behind a running task (the farm keeps the next
+    task at each worker): they take the random start or the model's choices, never a
+    random pick made before the model steers, which only an idle worker justifies.
     """
     picks: list[tuple[int, float]] = []
     while len(picks) < slots:
+        if (len(picks) >= slots - ahead and policy.started >= policy.initial
+                and not policy.model_ready()):
+            break
         index = policy.next()
         if index is None and policy.stale:
             policy.update()

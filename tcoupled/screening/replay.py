@@ -4,7 +4,9 @@ The replay drives a policy exactly as :class:`~tcoupled.screening.loop.ScreenLoo
 (:func:`~tcoupled.screening.policies.take` for free workers, a refit after the
 submissions while every worker is busy), on a simulated clock: each molecule runs for
 the seconds its calculation took when the table was built, on one of ``workers``
-workers, and the model's own time is not charged (it is off the workers' path). With
+workers, each of which holds ``depth`` molecules (running and queued, as the farm's
+manager keeps them), and the model's own time is not charged (it is off the workers'
+path). With
 ``refit_first`` the policy is refitted *before* the free worker is served, as the
 screen did before its ranked queue (the worker waits for the model).
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tcoupled.farm.manager import QUEUE_DEPTH
 from tcoupled.screening.policies import Policy, take
 
 
@@ -29,23 +32,28 @@ class Replay:
 
 
 def replay(policy: Policy, values: np.ndarray, seconds: np.ndarray, workers: int,
-           budget: int, refit_first: bool = False) -> Replay:
+           budget: int, refit_first: bool = False, depth: int = QUEUE_DEPTH) -> Replay:
     """Run ``policy`` against ``values`` (nan: a failed calculation) for ``budget`` results."""
-    running: list[tuple[float, int, int, float]] = []  # (end, tie, index, predicted)
+    running: list[tuple[float, int, int, float, int]] = []  # (end, tie, index, guess, worker)
+    held, free_at = [0] * workers, [0.0] * workers  # tasks at each worker; when it is free
     clock, started, tie = 0.0, 0, 0
     order, end, predicted = [], [], []
     while len(order) < budget:
         if refit_first and policy.stale:
             policy.update()
-        slots = min(workers - len(running), budget - started)
-        for index, guess in take(policy, max(slots, 0)):
-            heapq.heappush(running, (clock + float(seconds[index]), tie, index, guess))
+        slots = max(min(workers * depth - len(running), budget - started), 0)
+        for index, guess in take(policy, slots, max(slots - held.count(0), 0)):
+            worker = min(range(workers), key=held.__getitem__)  # least loaded, as the farm
+            done = max(clock, free_at[worker]) + float(seconds[index])  # after its queue
+            free_at[worker], held[worker] = done, held[worker] + 1
+            heapq.heappush(running, (done, tie, index, guess, worker))
             started, tie = started + 1, tie + 1
         if not refit_first and policy.stale:
             policy.update()
         if not running:
             break
-        clock, _, index, guess = heapq.heappop(running)
+        clock, _, index, guess, worker = heapq.heappop(running)
+        held[worker] -= 1
         policy.observe(index, float(values[index]))
         order.append(index)
         end.append(clock)
