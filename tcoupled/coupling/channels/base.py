@@ -189,6 +189,8 @@ class Sender:
 
     def wait_released(self) -> None:
         """Block until every receiver released everything published (time division)."""
+        with self.ctx.timer.phase("handoff"):
+            self._drive()  # the receivers are taking the slot now: move the data
         with self.ctx.timer.phase("idle"):
             self._wait_released(self.published)
 
@@ -208,6 +210,9 @@ class Sender:
                     raise TcoupledError(f"channel protocol: rank {feed} released cycle "
                                         f"{cycle}, expected {self._released[feed]}")
                 self._released[feed] += 1
+
+    def _drive(self) -> None:
+        """Finish moving the published data while the receivers take it (default: nothing)."""
 
     #: a ring of frames whose windows are the slots (inproc/shm on the CPU), else None
     ring: Any = None

@@ -66,8 +66,18 @@ class MpiSender(Sender):
     def _reuse(self, slot: int, old_cycle: int) -> None:
         self._complete(slot)
 
-    def _complete(self, slot: int) -> None:
-        wait_polling(self._sends[slot])
+    def _drive(self) -> None:
+        """Complete the sends polling without sleeping: the receivers are in their ``Wait``.
+
+        A large message moves in chunks, each needing a call into MPI on both sides; a
+        sender that slept between polls (waiting for the release) moved one chunk per
+        sleep: 16 MB took 0.6 s instead of milliseconds.
+        """
+        for slot in range(self.ctx.slots):
+            self._complete(slot, sleep=False)
+
+    def _complete(self, slot: int, sleep: bool = True) -> None:
+        wait_polling(self._sends[slot], sleep)
         self._sends[slot].clear()
         self._staged[slot] = None
 
