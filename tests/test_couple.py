@@ -19,7 +19,8 @@ REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handof
             "handoff_bytes_copied", "data_digest", "members", "rollout_rel_l2",
             "time_breakdown", "coupling_overhead", "wall_s", "handoff_copies",
             "zero_copy_verified", "coupling_overhead_by_role", "idle_fraction",
-            "rank_utilization", "oversubscribed", "rollout_vrmse", "cast_bytes", "replay"}
+            "rank_utilization", "oversubscribed", "rollout_vrmse", "cast_bytes", "replay",
+            "steady_cycle_s"}
 
 #: name -> (ranks, extra flags); one launch each
 RUNS = {

@@ -52,3 +52,13 @@ def test_waiting_and_farm_ranks_never_count_and_slowest_rank_decides():
 def test_no_coupling_work_is_zero_overhead():
     record = _rank("sim", True, 5.0, sim=2.0, train=3.0)
     assert outputs.coupling_costs([record])["coupling_overhead"] == 0.0
+
+
+def test_steady_cycle_is_the_slowest_ranks_median_after_the_first_cycle():
+    from tcoupled.coupling.outputs import steady_cycle
+
+    sim = {"cycle_ends_s": [5.0, 6.0, 7.0, 8.5, 9.5]}   # start-up in cycle 1; then 1, 1, 1.5, 1
+    train = {"cycle_ends_s": [5.2, 6.4, 7.6, 8.8, 10.0]}  # 1.2 each
+    assert steady_cycle([sim, train]) == pytest.approx(1.2)
+    assert steady_cycle([sim]) == pytest.approx(1.0)
+    assert steady_cycle([{"cycle_ends_s": [1.0, 2.0]}, {}]) is None  # too few cycles

@@ -6,8 +6,9 @@ calibrated once as ``couple --division auto`` calibrates
 rank counts), with the handoff costs fitted to the ``channels`` result of the same
 ``bench.json`` when there is one (else the calibration's in-run measurement). Then it
 is run for real in *both* divisions, ``launches`` times each, and the prediction of
-:func:`tcoupled.coupling.costmodel.predict` is set against the median of ``wall_s /
-cycles``. The workloads span solver-to-training cost ratios from about 0.1 to 10, the
+:func:`tcoupled.coupling.costmodel.predict` (a cycle once running) is set against the
+median of the run's ``steady_cycle_s`` (the slowest rank's median of cycles 2 to C; the
+first cycle carries the start-up and the space pipeline's fill). The workloads span solver-to-training cost ratios from about 0.1 to 10, the
 ``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
 ``auto``'s choice (space only when predicted >= 20% faster) counts as correct when its
 measured cycle is the faster one's or within 10% of it.
@@ -133,7 +134,7 @@ def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> An
 
 
 def measure(args: list[str], ranks: int) -> float:
-    """Launch ``couple`` and return its seconds per cycle (``wall_s / cycles``)."""
+    """Launch ``couple`` and return its seconds per cycle once running (``steady_cycle_s``)."""
     import sys
 
     from tcoupled.bench.launch import mpiexec, run_job
@@ -143,7 +144,8 @@ def measure(args: list[str], ranks: int) -> float:
         cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "tcoupled", "couple",
                *args, "--out", out]
         run_job(cmd, timeout=600)
-        return json.loads((Path(out) / "summary.json").read_text())["wall_s"] / cycles
+        summary = json.loads((Path(out) / "summary.json").read_text())
+        return summary["steady_cycle_s"] or summary["wall_s"] / cycles
 
 
 def measured_spread(args: list[str], ranks: int, launches: int) -> dict | None:

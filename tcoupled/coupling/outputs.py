@@ -145,10 +145,23 @@ def build_summary(config: Any, records: list[dict], farm: dict | None = None) ->
         **coupling_costs(records),
         "oversubscribed": any(r.get("oversubscribed", False) for r in everyone),
         "wall_s": max(r["wall_s"] for r in everyone),
+        "steady_cycle_s": steady_cycle(records),
         "farm_ranks": config.farm_ranks, "farm": farm,
         "resumed_from_cycle": config.resume_cycle,
         "checkpoints": _checkpoints(config),
     }
+
+
+def steady_cycle(records: list[dict]) -> float | None:
+    """Seconds per cycle once running: the slowest rank's median of cycles 2 to C.
+
+    The first cycle carries the start-up (first allocations, the first backward) and a
+    space-division pipeline's fill; a cost model predicts the cycles after it. ``None``
+    with fewer than 3 cycles.
+    """
+    medians = [float(np.median(np.diff(r["cycle_ends_s"]))) for r in records
+               if len(r.get("cycle_ends_s", ())) >= 3]
+    return max(medians) if medians else None
 
 
 def _checkpoints(config: Any) -> list[int]:

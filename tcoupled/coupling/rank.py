@@ -42,6 +42,7 @@ class CoupledRank:
         self.ledger = CopyLedger()  # every copy of field data this rank makes
         self.digests = DigestLog(self.timer, self.ledger, getattr(config, "verify", False))
         self.cast_bytes = 0  # of those, the float32 casts for training (kind "cast")
+        self.cycle_ends: list[float] = []  # seconds from the loop's start to each cycle's end
 
     # -- set-up --------------------------------------------------------------------
     def _setup(self) -> Any:
@@ -254,7 +255,7 @@ class CoupledRank:
         in_place = all(s.in_place and s.zero_copy for s in senders)
         return {"rank": self.layout.info.rank, "role": self.layout.role,
                 "trains": self.trains, "member": self.member if self.trains else None,
-                "wall_s": wall, "phases": phases,
+                "wall_s": wall, "phases": phases, "cycle_ends_s": self.cycle_ends,
                 "bytes_copied": self.ledger.bytes, "copies": self.ledger.as_dict(),
                 "zero_copy_verified": in_place and all(r.verified for r in receivers),
                 "handoffs": sum(r.received for r in receivers),
@@ -285,6 +286,7 @@ class CycleProgress:
             When the ranks agreed to stop on SIGTERM (after this cycle's checkpoint).
         """
         config, layout = self.rank.config, self.rank.layout
+        self.rank.cycle_ends.append(time.perf_counter() - self.start)
         inject(layout.role, "cycle", done, layout.role_comm.Get_rank())
         stop = self.rank.vote(done, last=done == config.cycles)
         if self.rank.solver is not None and config.check_every:
