@@ -8,7 +8,8 @@ rank counts), with the handoff costs fitted to the ``channels`` result of the sa
 is run for real in *both* divisions, ``launches`` times each, and the prediction of
 :func:`tcoupled.coupling.costmodel.predict` (a cycle once running) is set against the
 median of the run's ``steady_cycle_s`` (the slowest rank's median of cycles 2 to C; the
-first cycle carries the start-up and the space pipeline's fill). The workloads span solver-to-training cost ratios from about 0.1 to 10, the
+first cycle carries the start-up and the space pipeline's fill). The workloads span
+solver-to-training cost ratios from about 0.1 to 10, the
 ``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
 ``auto``'s choice (space only when predicted >= 20% faster) counts as correct when its
 measured cycle is the faster one's or within 10% of it.
