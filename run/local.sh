@@ -11,8 +11,16 @@ bash "${repo}/run/bootstrap.sh"
 source "${repo}/run/env.sh"
 cd "${repo}"
 out="runs/quickstart"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do   # the report lands where --out says, if given
+    case "${args[i]}" in
+        --out) if ((i + 1 < ${#args[@]})); then out="${args[i + 1]}"; fi ;;
+        --out=*) out="${args[i]#--out=}" ;;
+    esac
+done
 "${repo}/.venv/bin/mpiexec" -n 4 "${repo}/.venv/bin/python" -m tcoupled couple \
     --sim-ranks 1 --train-ranks 1 --farm-ranks 2 --grid 65 65 --init gaussian \
     --cycles 8 --sim-steps 8 --train-iters 20 --farm-budget 8 --checkpoint-every 4 \
     --out "${out}" "$@"
-echo "report: ${repo}/${out}/report.md (plots beside it; summary.json, results.h5, run.log)"
+case "${out}" in /*) where="${out}" ;; *) where="${repo}/${out}" ;; esac
+echo "report: ${where}/report.md (plots beside it; summary.json, results.h5, run.log)"
