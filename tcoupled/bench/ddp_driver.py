@@ -3,9 +3,11 @@
 Run as ``mpiexec -n P python -m mpi4py -m tcoupled.bench.ddp_driver --n 256 --batch 4
 --iters 10``. Each rank trains the surrogate CNN (Conv2d 1->8->16->8->1, kernel 5) on
 its own batch of ``batch`` random ``n x n`` float32 pairs; with ``P > 1`` the ranks are
-one DDP group (gloo, gradients averaged by the timed allreduce hook of
-:class:`~tcoupled.training.trainer.Trainer`). Rank 0 prints ``RESULT {json}``:
-samples per second over all ranks and the share of the time spent in allreduce.
+one DDP group (gloo, gradients averaged by PyTorch's stock all-reduce hook, which
+overlaps the all-reduce with backward; :class:`~tcoupled.training.trainer.Trainer`
+wraps it in a clock that times the part not hidden behind backward). Rank 0 prints
+``RESULT {json}``: samples per second over all ranks and the share of the time spent
+in the exposed all-reduce.
 
 ``--sync-dir D --sync-parties N`` makes independent launches start their timed window
 together: after its warm-up each rank 0 writes a file into ``D`` and waits (sleeping)
