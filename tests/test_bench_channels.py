@@ -22,7 +22,7 @@ def test_bench_channels_quick(tmp_path):
     assert "us per handoff" in proc.stdout and "handoff / touch" in proc.stdout
     results = json.loads((tmp_path / "bench.json").read_text())["channels"]
     channels = {r["channel"] for r in results["rows"]}
-    assert {"touch", "inproc", "shm", "mpi", "file", "np.save"} <= channels
+    assert {"touch", "touch-2proc", "inproc", "shm", "mpi", "file", "np.save"} <= channels
     if results["redis_skipped"] is None:
         assert "redis" in channels
     assert set(results["labels"]) >= channels
@@ -31,7 +31,7 @@ def test_bench_channels_quick(tmp_path):
         assert row["dtype"] == "float32" and row["bytes"] == row["n"] ** 2 * 4, row
         assert row["handoff_us"] > 0 and row["touch_us"] > 0 and row["repeats"] >= 5, row
         assert row["p10_us"] <= row["handoff_us"] <= row["p90_us"], row
-        if row["channel"] in ("touch", "inproc", "shm"):
+        if row["channel"] in ("touch", "touch-2proc", "inproc", "shm"):
             assert row["bytes_copied"] == 0, row
         else:
             assert row["bytes_copied"] >= row["bytes"], row
@@ -40,6 +40,8 @@ def test_bench_channels_quick(tmp_path):
     large = {r["channel"]: r for r in results["rows"] if r["n"] == 256}
     assert head["shm_over_touch"] == large["shm"]["handoff_us"] / large["touch"]["handoff_us"]
     assert head["mpi_over_touch"] > 0
+    assert head["shm_over_touch_2proc"] == (large["shm"]["handoff_us"]
+                                            / large["touch-2proc"]["handoff_us"])
     assert isinstance(results["oversubscribed"], bool)
     assert [p["n"] for p in results["ping_pong"]] == results["sizes"]
     assert (tmp_path / "bench_channels.png").stat().st_size > 10_000

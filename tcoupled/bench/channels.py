@@ -9,7 +9,9 @@ between, timed in the same run: ``handoff_us / touch_us`` is what the channel ad
 * ``inproc`` (DLPack view, same process), ``np.save`` (``np.save``/``np.load``, one file
   per sample, in the page cache of a local disk -- not a parallel file system) and
   ``redis`` (redis-py ``SET``/``GET`` to a private local ``redis-server``), timed here;
-* ``touch`` (on the producer's rank), ``shm``, ``mpi`` and ``file`` (the channel
+* ``touch`` (on the producer's rank), ``touch-2proc`` (the write on one rank and the
+  read on the other, in a shared window, signalled by one message each way: what two
+  processes pay with no channel protocol), ``shm``, ``mpi`` and ``file`` (the channel
   protocol, READY/RELEASE messages included) and the MPI library's ping-pong, timed in
   one two-rank launch of :mod:`tcoupled.bench.channels_driver`.
 
@@ -32,8 +34,10 @@ from tcoupled.bench.timing import time_each
 NAME = "channels"
 DRIVER = "tcoupled.bench.channels_driver"
 DTYPE = "float32"
-CHANNELS = ("touch", "inproc", "shm", "mpi", "file", "np.save", "redis")
+CHANNELS = ("touch", "touch-2proc", "inproc", "shm", "mpi", "file", "np.save", "redis")
 LABELS = {"touch": "write + read in one process, no channel",
+          "touch-2proc": "write on one rank, read on another in a shared window, one "
+                         "message each way (no channel protocol): the two-process floor",
           "inproc": "DLPack view in the same process",
           "shm": "MPI shared-memory window, read in place by another rank",
           "mpi": "MPI Isend/Irecv to another rank", "file": "HDF5 file per cycle (page cache)",
@@ -196,8 +200,11 @@ def headline(results: dict) -> dict:
     for channel in CHANNELS[1:]:
         found = _at(results["rows"], channel, large)
         if found is not None:
-            key = f"{channel.replace('.', '')}_over_touch"
+            key = f"{channel.replace('.', '').replace('-', '_')}_over_touch"
             head[key] = found["handoff_us"] / found["touch_us"]
+    floor, shm = _at(results["rows"], "touch-2proc", large), _at(results["rows"], "shm", large)
+    if floor is not None and shm is not None:  # what the channel protocol itself adds
+        head["shm_over_touch_2proc"] = shm["handoff_us"] / floor["handoff_us"]
     return head
 
 

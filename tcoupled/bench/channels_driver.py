@@ -1,4 +1,4 @@
-"""Two-rank driver of ``bench channels``: shm, mpi and file end to end, touch, ping-pong.
+"""Two-rank driver of ``bench channels``: shm, mpi, file end to end, the touches, ping-pong.
 
 Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
 --staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
@@ -94,6 +94,46 @@ def touch_on_rank0(world: Any, n: int, min_time: float) -> dict | None:
     return result
 
 
+def touch_across(world: Any, node_comm: Any, n: int, min_time: float) -> dict | None:
+    """``touch-2proc``: rank 0 writes, rank 1 reads, in one shared window; no channel.
+
+    One empty message each way says "written" and "read" (waited for as the channels
+    wait), so the row is what any handoff between two processes pays: the write, the
+    read of memory last written on another core, and two message latencies.
+    """
+    import torch
+
+    from tcoupled.bench.channels import read, row, write
+    from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.runtime.waiting import recv_polling
+
+    MPI = init_mpi()
+    rank = world.Get_rank()
+    window = MPI.Win.Allocate_shared(n * n * 4 if rank == 0 else 0, 4, comm=node_comm)
+    field = np.ndarray((n, n), dtype=DTYPE, buffer=window.Shared_query(0)[0])
+    tensor = torch.from_numpy(field)
+
+    def handoffs(count: int) -> list[float]:
+        times = []
+        for i in range(count):
+            start = time.perf_counter()
+            if rank == 0:
+                world.send(write(field, i), dest=1, tag=21)
+                recv_polling(world, 1, 22)
+                times.append(time.perf_counter() - start)
+            else:
+                read(tensor, recv_polling(world, 0, 21))
+                world.send(None, dest=0, tag=22)
+        return times[WARMUP:]
+
+    calibration = handoffs(WARMUP + 5)
+    count = world.bcast(repeats_for(calibration, min_time) if rank == 0 else None, root=0)
+    times = handoffs(WARMUP + count)
+    world.Barrier()
+    window.Free()
+    return row("touch-2proc", n, times, 0) if rank == 0 else None
+
+
 def ping_pong(world: Any, n: int, min_time: float) -> dict | None:
     """Best one-way time and bandwidth of the MPI library's ping-pong on ``n x n`` float32."""
     rank = world.Get_rank()
@@ -143,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     for n in args.sizes:
         pings.append(ping_pong(world, n, args.min_time))
         rows.append(touch_on_rank0(world, n, args.min_time))
+        rows.append(touch_across(world, node_comm, n, args.min_time))
         for name in CHANNELS:
             rows.append(channel_handoff(world, node_comm, name, n, args.staging,
                                         args.min_time))
