@@ -13,6 +13,7 @@
  * reproducible whichever loop (single step, rim, temporal block) computed a point.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 /* One row of one step: next[j] for j in [j0, j1). */
 #define ROW_UPDATE(T, row, up, down, prev, next, j0, j1, cx, cy)                        \
@@ -95,13 +96,18 @@ WAVE_BOXES(tc_wave_boxes_f64, tc_wave_step_f64, double)
  * every load but j - 1 and j + 1 is aligned when the arrays share the line phase (as
  * the solver's do). Each lane does the operations of ROW_UPDATE in the same order (2 c
  * is exact, whichever way it is formed), so results are bitwise those of the portable
- * loop, which is the fallback. */
+ * loop, which is the fallback. Zen 5 adds on two of its four FP pipes and multiplies
+ * (and fuses) on the other two, and the update has seven additions to three products;
+ * so the sums lap_x = (down - 2c) + up and lap_y = (right - 2c) + left are issued as
+ * fma(x, 1, y), which rounds exactly as x + y (x * 1 is exact). `one` and `two` are
+ * hidden from the compiler behind an empty asm, else it turns fma(x, 1, y) back into
+ * x + y and 2 c into c + c. In L1 a pass of 8 rows takes about 3.2 cycles per 16 points
+ * (one row: 4.0), bound by the loads (j - 1 and j + 1 straddle lines). */
 #ifndef ROWS_PASS
 #define ROWS_PASS 8
 #endif
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#include <stdint.h>
 #define VLOAD(SFX, m, masked, p) ((masked) ? _mm512_maskz_loadu_##SFX((m), (p)) : _mm512_loadu_##SFX(p))
 #define CACHE_ROWS(NAME, T, V, M, SFX, VL)                                              \
     static inline __attribute__((always_inline)) void NAME##_vec(                       \
@@ -187,7 +193,7 @@ CACHE_ROWS(cache_rows_f64, double)
 #endif
 
 /* Tile and band sizes of the temporal block (see below); tuned on Zen 5 (48 KiB L1d,
- * 1 MiB L2) at 4096^2 float32, where they changed the rate by up to about 10 %. */
+ * 1 MiB L2) at 4096^2 float32; band height and prefetch changed the rate by a few %. */
 #ifndef TILE_COLS
 #define TILE_COLS 512
 #endif
@@ -233,6 +239,12 @@ CACHE_ROWS(cache_rows_f64, double)
  * overwrites in place (step s-1 at the same neighbours): each point is computed after
  * its inputs and before any of them is overwritten, so it gets the value of k separate
  * steps. SKEW = 16 (one 64-byte line of float32) keeps the tile edges on lines.
+ * A pass reads P + 2 rows of one array and P of the other at the same columns; if the
+ * two arrays start at the same offset in a 4 KiB page (large allocations all do) those
+ * rows share L1 sets and evict each other, so c_backend.aligned_zeros starts successive
+ * arrays half a page apart: at 4096^2 float32, K = 32, that took the block from about
+ * 2.0 to 2.7 times the single-pass bound on Zen 5. Tiles of 512 float32 (32 lines, 8 KiB
+ * per row across both arrays) were best with that colouring and no worse without it.
  *
  * Step 1 is the only step that reads memory, and it reads only u^{n-1} and u^n, so it
  * may run any distance ahead of step 2: each band first does step 1 on its rows whole,
