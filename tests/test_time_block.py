@@ -55,6 +55,44 @@ def test_c_block_kernel_equals_numpy_steps(k):
     assert h >= k and np.array_equal(newest, ref_a) and np.array_equal(older, ref_b)
 
 
+def _grown_steps(backend, levels, box, ext, k):
+    """Reference: k single steps, step s on the box grown by ext * (k - s)."""
+    for s in range(1, k + 1):
+        g = k - s
+        grown = (box[0] - ext[0] * g, box[1] + ext[1] * g, box[2] - ext[2] * g,
+                 box[3] + ext[3] * g)
+        backend.step(levels[s], levels[s - 1], levels[s + 1], grown, 0.21, 0.17)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("k", [3, 16])
+def test_c_block_is_bitwise_across_tiles_bands_and_frames(dtype, k):
+    # wide enough for several column tiles, tall enough for two row bands and a short pass
+    rng = np.random.default_rng(k)
+    h = k + 1
+    shape = (2 * h + 45, 2 * h + 1400)
+    box, ext = (h, shape[0] - h, h + 3, shape[1] - h), (1, 0, 1, 1)
+    numpy, c = load_backend("numpy"), load_backend("c")
+    a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    frames = [np.zeros(shape, dtype) for _ in range(k)]
+    want = [b.copy(), a.copy()] + [f.copy() for f in frames]
+    _grown_steps(numpy, want, box, ext, k)
+    got = [b.copy(), a.copy()] + frames
+    c.levels(got, box, ext, 0.21, 0.17)
+    assert all(np.array_equal(x, y) for x, y in zip(got, want))
+    ref_a, ref_b = a.copy(), b.copy()
+    _grown_steps(numpy, ([ref_b, ref_a] * k)[:k + 2], box, ext, k)
+    c.block(a, b, box, ext, k, 0.21, 0.17)
+    assert np.array_equal(a, ref_a) and np.array_equal(b, ref_b)
+
+
+def test_aligned_arrays_alternate_half_a_page():
+    from tcoupled.sim.backends.c_backend import aligned_zeros
+    x, y = aligned_zeros((9, 4112), "float32"), aligned_zeros((9, 4112), "float32")
+    assert x.ctypes.data % 64 == 0 and y.ctypes.data % 64 == 0
+    assert (x.ctypes.data - y.ctypes.data) % 4096 == 2048
+
+
 def test_rows_are_padded_to_64_bytes_and_halo_is_k_deep():
     block = Block((37, 4096), (1, 1), (0, 0), halo=8, align=16)
     assert block.padded_shape == (53, 4112) and block.padded_shape[1] * 4 % 64 == 0

@@ -112,7 +112,7 @@ def run(options: dict) -> dict:
     quick = options.get("quick", False)
     llc = sk.llc_bytes()
     sizes = sizes_for(llc, quick)
-    ks = [2, 4] if quick else [2, 4, 8, 16]
+    ks = [2, 4] if quick else [2, 4, 8, 16, 32]
     results: dict[str, Any] = {"sizes": sizes, "llc_bytes": llc, "ks": ks, "rows": [],
                                "bandwidth": {}}
     for dtype in ("float32", "float64"):
