@@ -63,7 +63,9 @@ def test_mpi_farm_records_failures_and_reuses_one_helper_per_worker():
     helpers = overhead["helpers"]
     assert set(helpers) == {"1", "2"} and all(len(pids) == 1 for pids in helpers.values())
     assert helpers["1"] != helpers["2"]
-    assert min(overhead["per_worker"].values()) >= 40, overhead["per_worker"]
+    # both took tasks as they freed up; how many each took depends on the node's load
+    # (each holds its next task, so a worker starved of CPU keeps two, not more)
+    assert min(overhead["per_worker"].values()) >= 4, overhead["per_worker"]
 
 
 class SentLog:
