@@ -30,6 +30,8 @@ def test_member_defaults_span_kernel_sizes():
     assert {m.activation for m in members} == {"tanh"}
     assert MemberParams().lr == pytest.approx(1e-2)
     assert {m.lr for m in member_params(3, schedule="constant")} == {3e-3}
+    assert member_params(1, steps=160)[0].lr == pytest.approx(1e-2)
+    assert member_params(1, steps=1280)[0].lr == pytest.approx(1e-2 / 8 ** 0.5)
     custom = member_params(2, kernel_sizes=(5,), lrs=(1e-3, 1e-2), widths=(4, 6),
                            activations=("relu", "tanh"))
     assert [(m.kernel_size, m.lr, m.width, m.activation) for m in custom] == [

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> dict:
     grid = (args.grid, args.grid)
     wave = WaveConfig(grid=grid, steps=args.cycles * args.sim_steps + 1,
                       dt=stable_dt(1.0, grid, 0.5), init="gaussian", seed=args.seed)
-    lr = args.lr or default_lr(args.kernel_size, args.lr_schedule)
+    lr = args.lr or default_lr(args.kernel_size, args.lr_schedule,
+                               args.cycles * args.train_iters)
     params = MemberParams(kernel_size=args.kernel_size, lr=lr, width=args.width,
                           activation=args.activation)
     model = build_model(params, seed=args.seed * 1000, target=args.target, bias=args.bias)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--lr", type=float, default=None,
-                        help="peak rate (default: couple's, 0.03/k cosine, 3e-3 constant)")
+                        help="peak rate (default: couple's, ensemble.default_lr)")
     parser.add_argument("--lr-schedule", default="cosine", choices=SCHEDULES)
     parser.add_argument("--warmup", type=float, default=0.25)
     parser.add_argument("--activation", default="tanh", choices=ACTIVATIONS)

@@ -6,6 +6,7 @@ ensemble flags before any rank pays for ``import torch``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -19,21 +20,31 @@ from tcoupled.runtime.mpienv import env
 
 #: ``--activation`` choices of the CNN (:mod:`.model`); the first is the default
 ACTIVATIONS = ("tanh", "relu")
-#: default peak learning rate of the cosine schedule is ``PEAK_LR_K / kernel_size``
+#: default peak learning rate of the cosine schedule is ``PEAK_LR_K / kernel_size`` ...
 PEAK_LR_K = 0.03
+#: ... for a run of at most this many optimizer steps (the main job's 8 x 20), less beyond
+PEAK_STEPS = 160
 #: default learning rate with ``--lr-schedule constant`` (the rate before the schedule)
 CONSTANT_LR = 3e-3
 
 
-def default_lr(kernel_size: int, schedule: str = "cosine") -> float:
-    """The default ``--lr`` of a member with ``kernel_size``.
+def default_lr(kernel_size: int, schedule: str = "cosine", steps: int | None = None) -> float:
+    """The default ``--lr`` of a member with ``kernel_size`` in a run of ``steps`` steps.
 
-    With the cosine schedule the peak is ``0.03 / k`` (1e-2 for k = 3): a k x k kernel
-    sums more weights per output cell, each moved by about ``lr`` per Adam step, so a
-    larger kernel needs a smaller rate (measured on the main job's data: 1e-2 diverged
-    at k = 5, ``0.03 / k`` trained k = 3, 5, 7 well). A constant rate keeps 3e-3.
+    With the cosine schedule the peak is ``0.03 / k`` (1e-2 for k = 3) for up to
+    :data:`PEAK_STEPS` steps: a k x k kernel sums more weights per output cell, each
+    moved by about ``lr`` per Adam step, so a larger kernel needs a smaller rate
+    (measured on the main job's data: 1e-2 diverged at k = 5, ``0.03 / k`` trained
+    k = 3, 5, 7 well). A longer run gets ``sqrt(PEAK_STEPS / steps)`` of that, the
+    ``1 / sqrt(T)`` step size of a T-step budget in online convex optimisation:
+    measured on 129^2 x 32 cycles x 40 iterations (1280 steps), 1e-2 blew up half-way
+    (an Adam spike: the loss jumped from 1e-9 to 7e-3 and never recovered), 3.5e-3
+    trained to a third of the earlier constant-rate error. A constant rate keeps 3e-3.
     """
-    return PEAK_LR_K / max(kernel_size, 1) if schedule == "cosine" else CONSTANT_LR
+    if schedule != "cosine":
+        return CONSTANT_LR
+    longer = math.sqrt(PEAK_STEPS / steps) if steps and steps > PEAK_STEPS else 1.0
+    return PEAK_LR_K / max(kernel_size, 1) * longer
 
 
 @dataclass(frozen=True)
@@ -77,19 +88,20 @@ def member_params(ensemble: int, kernel_sizes: tuple[int, ...] | None = None,
                   lrs: tuple[float, ...] | None = None,
                   widths: tuple[int, ...] | None = None,
                   activations: tuple[str, ...] | None = None,
-                  schedule: str = "cosine") -> tuple[MemberParams, ...]:
+                  schedule: str = "cosine", steps: int | None = None
+                  ) -> tuple[MemberParams, ...]:
     """Hyperparameters of every member: kernel sizes 3, 5, 7, ... unless given.
 
     Each of ``kernel_sizes``, ``lrs``, ``widths`` and ``activations`` holds one value
     for all members or one value per member; a member's default rate depends on its
-    kernel size and the ``schedule`` (:func:`default_lr`).
+    kernel size, the ``schedule`` and the run's optimizer ``steps`` (:func:`default_lr`).
     """
     members = []
     for i in range(ensemble):
         k = int(_pick(kernel_sizes, i, 3 + 2 * i, "--kernel-sizes", ensemble))
         members.append(MemberParams(
             kernel_size=k,
-            lr=float(_pick(lrs, i, default_lr(k, schedule), "--lr", ensemble)),
+            lr=float(_pick(lrs, i, default_lr(k, schedule, steps), "--lr", ensemble)),
             width=int(_pick(widths, i, MemberParams.width, "--width", ensemble)),
             activation=str(_pick(activations, i, MemberParams.activation, "--activation",
                                  ensemble))))

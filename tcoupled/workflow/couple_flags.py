@@ -37,15 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="CNN kernel size, one for all or one per member (default 3 5 7 ...)")
     g.add_argument("--lr", type=float, nargs="+", default=None,
                    help="Adam learning rate (the schedule's peak), one for all or one per "
-                        "member (default 0.03/k for kernel size k with --lr-schedule "
-                        "cosine, i.e. 1e-2 for k = 3; 3e-3 with constant)")
+                        "member (default with --lr-schedule cosine: 0.03/k for kernel size "
+                        "k, i.e. 1e-2 for k = 3, times sqrt(160/steps) when the run has "
+                        "more than 160 steps (cycles x train-iters); 3e-3 with constant)")
     g.add_argument("--lr-schedule", default=SCHEDULES[0],
                    help=f"one of {', '.join(SCHEDULES)}: cosine warms the rate up linearly "
                         "over the first --warmup of the run's cycles x train-iters steps, "
-                        "then decays it to zero along a half cosine (default cosine)")
+                        "then decays it to zero along a half cosine")
     g.add_argument("--warmup", type=float, default=WARMUP, metavar="FRACTION",
-                   help=f"fraction of the steps in the warm-up of --lr-schedule cosine, "
-                        f"in [0, 1) (default {WARMUP})")
+                   help="fraction of the steps in the warm-up of --lr-schedule cosine, "
+                        "in [0, 1)")
     g.add_argument("--cnn-width", type=int, nargs="+", default=None,
                    help="CNN channels of the first layer, one or one per member (default 8)")
     g.add_argument("--activation", nargs="+", default=None,
@@ -115,4 +116,4 @@ def members_from_args(args: argparse.Namespace) -> tuple:
                           f"got {args.lr_schedule!r}")
     check_warmup(args.warmup)
     return member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width,
-                         args.activation, args.lr_schedule)
+                         args.activation, args.lr_schedule, args.cycles * args.train_iters)
