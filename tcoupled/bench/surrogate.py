@@ -26,9 +26,8 @@ def run(args: argparse.Namespace) -> dict:
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.sim.config import WaveConfig, stable_dt
     from tcoupled.sim.solver import WaveSolver
-    from tcoupled.training.ensemble import MemberParams
+    from tcoupled.training.ensemble import MemberParams, default_lr
     from tcoupled.training.model import build_model
-    from tcoupled.training.ensemble import default_lr
     from tcoupled.training.replay import ReplayBuffer
     from tcoupled.training.samples import as_training_dtype, samples_from_frames
     from tcoupled.training.schedule import make_schedule
