@@ -157,6 +157,9 @@ def _config(*flags: str, world: int):
     (("--ensemble", "2",), 1, "--ensemble 2 is larger than the train ranks"),
     (("--division", "space",), 1, "--division space needs separate train ranks"),
     (("--division", "diagonal",), 1, "'diagonal'"),
+    (("--lr-schedule", "step",), 1, "--lr-schedule must be one of cosine, constant"),
+    (("--warmup", "1",), 1, r"--warmup must be a fraction in \[0, 1\)"),
+    (("--activation", "gelu",), 1, "--activation must be one of tanh, relu"),
 ])
 def test_bad_input_is_refused_with_the_reason(flags, world, reason):
     with pytest.raises(ConfigError, match=reason):

@@ -11,10 +11,11 @@ import torch
 
 from tcoupled.runtime.errors import ConfigError
 from tcoupled.training.ensemble import MemberParams, member_params
-from tcoupled.training.model import build_model
+from tcoupled.training.model import SurrogateCNN, build_model
 from tcoupled.training.replay import ReplayBuffer
 from tcoupled.training.rollout import relative_l2, rollout, vrmse
 from tcoupled.training.samples import as_training_dtype, member_windows, samples_from_frames
+from tcoupled.training.schedule import LRSchedule, make_schedule
 from tcoupled.training.trainer import Trainer
 
 from mpitools import check, python_mpi
@@ -25,14 +26,22 @@ torch.set_num_threads(1)
 def test_member_defaults_span_kernel_sizes():
     members = member_params(3)
     assert [m.kernel_size for m in members] == [3, 5, 7]
-    assert len({m.lr for m in members}) == 1
-    custom = member_params(2, kernel_sizes=(5,), lrs=(1e-3, 1e-2), widths=(4, 6))
-    assert [(m.kernel_size, m.lr, m.width) for m in custom] == [(5, 1e-3, 4), (5, 1e-2, 6)]
+    assert [m.lr for m in members] == pytest.approx([0.03 / 3, 0.03 / 5, 0.03 / 7])
+    assert {m.activation for m in members} == {"tanh"}
+    assert MemberParams().lr == pytest.approx(1e-2)
+    assert {m.lr for m in member_params(3, schedule="constant")} == {3e-3}
+    assert member_params(1, steps=160)[0].lr == pytest.approx(1e-2)
+    assert member_params(1, steps=1280)[0].lr == pytest.approx(1e-2 / 8 ** 0.5)
+    custom = member_params(2, kernel_sizes=(5,), lrs=(1e-3, 1e-2), widths=(4, 6),
+                           activations=("relu", "tanh"))
+    assert [(m.kernel_size, m.lr, m.width, m.activation) for m in custom] == [
+        (5, 1e-3, 4, "relu"), (5, 1e-2, 6, "tanh")]
 
 
 @pytest.mark.parametrize("kwargs, bad", [({"kernel_sizes": (4,)}, "4"),
                                          ({"lrs": (1e-3, 1e-3, 1e-3)}, "3"),
-                                         ({"widths": (0,)}, "0")])
+                                         ({"widths": (0,)}, "0"),
+                                         ({"activations": ("gelu",)}, "gelu")])
 def test_member_params_refuse_bad_values(kwargs, bad):
     with pytest.raises(ConfigError, match=bad):
         member_params(2, **kwargs)
@@ -51,6 +60,19 @@ def test_model_sees_two_levels_and_learns_in_float32():
         nudged = levels.clone()
         nudged[:, level, 4, 3] += 1.0
         assert not torch.equal(model(nudged), out), level
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_model_without_biases_maps_zero_to_zero_and_tanh_is_odd(activation):
+    model = build_model(MemberParams(activation=activation), "float64", seed=3)
+    torch.nn.init.normal_(model.net[-1].weight)
+    levels = torch.rand(1, 2, 7, 6, dtype=torch.float64)
+    update = model.net(levels)
+    assert torch.equal(model.net(torch.zeros_like(levels)), torch.zeros_like(update))
+    odd = torch.allclose(model.net(-levels), -update, atol=1e-12)
+    assert odd == (activation == "tanh")
+    with pytest.raises(ValueError, match="activation"):
+        SurrogateCNN(activation="gelu")
 
 
 def test_untrained_model_extrapolates_and_keeps_the_boundary_zero():
@@ -228,3 +250,40 @@ def test_ddp_two_ranks_matches_one_process_and_block_edges_match_one_rank():
                             env={"GLOO_SOCKET_IFNAME": "lo"}))
     assert "ddp checks passed" in proc.stdout
     assert "block edge checks passed" in proc.stdout
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    schedule = LRSchedule(160, 0.25)
+    factors = [schedule.factor(i) for i in range(160)]
+    assert schedule.warmup_steps == 40
+    assert factors[0] == pytest.approx(1 / 40) and factors[39] == 1.0
+    assert all(a < b for a, b in zip(factors[:40], factors[1:40]))       # warm-up
+    assert all(a > b for a, b in zip(factors[40:], factors[41:]))        # decay
+    assert 0 < factors[-1] < 1e-3 and schedule.factor(500) == factors[-1]
+    assert LRSchedule(10, 0.0).factor(0) == 1.0
+    assert make_schedule("constant", 10) is None
+    for name, total, warmup, bad in (("cosine", 10, 1.0, "--warmup"),
+                                     ("cosine", 10, -0.1, "--warmup"),
+                                     ("linear", 10, 0.25, "--lr-schedule"),
+                                     ("cosine", 0, 0.25, "1 step")):
+        with pytest.raises(ConfigError, match=bad):
+            make_schedule(name, total, warmup)
+
+
+def test_trainer_follows_the_schedule_across_a_resume():
+    """Step i runs at lr * factor(i); a trainer with restored losses continues the curve."""
+    frames = torch.rand(5, 6, 6)
+    schedule = LRSchedule(6, 0.5)
+    trainer = Trainer(build_model(MemberParams()), 0.1, schedule=schedule)
+    rates = []
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda: rates.append(trainer.optimizer.param_groups[0]["lr"]) \
+        or step()
+    trainer.train([samples_from_frames(frames)], 4)
+    resumed = Trainer(build_model(MemberParams()), 0.1, schedule=schedule)
+    resumed.losses[:] = trainer.losses
+    resumed_step = resumed.optimizer.step
+    resumed.optimizer.step = lambda: rates.append(resumed.optimizer.param_groups[0]["lr"]) \
+        or resumed_step()
+    resumed.train([samples_from_frames(frames)], 2)
+    assert rates == pytest.approx([0.1 * schedule.factor(i) for i in range(6)])

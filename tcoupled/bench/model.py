@@ -123,13 +123,12 @@ def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> An
 
     from tcoupled.coupling.costmodel import Workload
     from tcoupled.sim.config import wave_config_from_args
-    from tcoupled.training.ensemble import member_params
-    from tcoupled.workflow.couple_flags import add_arguments
+    from tcoupled.workflow.couple_flags import add_arguments, members_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args([*couple_flags(sim, train, None, flags, "time", cycles)])
-    members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
+    members = members_from_args(args)
     return Workload(wave_config_from_args(args), sim, train, members, args.sim_steps,
                     args.train_iters, cycles, args.batch_size, args.placement)
 

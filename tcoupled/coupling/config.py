@@ -48,6 +48,8 @@ class CoupleRun:
     check_every: int = 50
     verify: bool = False  # hash every received slot (data_digest)
     replay: int = 256  # samples each train rank keeps in its replay buffer (0: none)
+    lr_schedule: str = "cosine"  # over cycles x train_iters steps (training.schedule)
+    warmup: float = 0.25  # fraction of those steps in the schedule's warm-up
 
 
 def check_positive(**values: int) -> None:

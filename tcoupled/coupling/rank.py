@@ -98,6 +98,7 @@ class CoupledRank:
         from tcoupled.training.ensemble import init_member_group
         from tcoupled.training.model import build_model
         from tcoupled.training.replay import ReplayBuffer
+        from tcoupled.training.schedule import make_schedule
         from tcoupled.training.trainer import Trainer
 
         gpu = self.xp.__name__ == "cupy"
@@ -112,8 +113,10 @@ class CoupledRank:
         model = build_model(params, device=device, seed=seed * 1000 + self.member)
         replay = ReplayBuffer(self.config.replay,
                               (seed, self.member, self.member_comm.Get_rank()))
+        schedule = make_schedule(self.config.lr_schedule,
+                                 self.config.cycles * self.config.train_iters, self.config.warmup)
         return Trainer(model, params.lr, device, group, self.timer,
-                       self.config.batch_size or None, replay)
+                       self.config.batch_size or None, replay, schedule=schedule)
 
     def _train(self, tensors: list[Any]) -> None:
         """Cast each slot once to float32 (a counted copy), add context, train."""

@@ -6,6 +6,7 @@ ensemble flags before any rank pays for ``import torch``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -17,18 +18,52 @@ from typing import Any
 from tcoupled.runtime.errors import ConfigError
 from tcoupled.runtime.mpienv import env
 
+#: ``--activation`` choices of the CNN (:mod:`.model`); the first is the default
+ACTIVATIONS = ("tanh", "relu")
+#: default peak learning rate of the cosine schedule is ``PEAK_LR_K / kernel_size`` ...
+PEAK_LR_K = 0.03
+#: ... for a run of at most this many optimizer steps (the main job's 8 x 20), less beyond
+PEAK_STEPS = 160
+#: default learning rate with ``--lr-schedule constant`` (the rate before the schedule)
+CONSTANT_LR = 3e-3
+
+
+def default_lr(kernel_size: int, schedule: str = "cosine", steps: int | None = None) -> float:
+    """The default ``--lr`` of a member with ``kernel_size`` in a run of ``steps`` steps.
+
+    With the cosine schedule the peak is ``0.03 / k`` (1e-2 for k = 3) for up to
+    :data:`PEAK_STEPS` steps: a k x k kernel sums more weights per output cell, each
+    moved by about ``lr`` per Adam step, so a larger kernel needs a smaller rate
+    (measured on the main job's data: 1e-2 diverged at k = 5, ``0.03 / k`` trained
+    k = 3, 5, 7 well). A longer run gets ``sqrt(PEAK_STEPS / steps)`` of that, the
+    ``1 / sqrt(T)`` step size of a T-step budget in online convex optimisation:
+    measured on 129^2 x 32 cycles x 40 iterations (1280 steps), 1e-2 blew up half-way
+    (an Adam spike: the loss jumped from 1e-9 to 7e-3 and never recovered), 3.5e-3
+    trained to a third of the earlier constant-rate error. A constant rate keeps 3e-3.
+    """
+    if schedule != "cosine":
+        return CONSTANT_LR
+    longer = math.sqrt(PEAK_STEPS / steps) if steps and steps > PEAK_STEPS else 1.0
+    return PEAK_LR_K / max(kernel_size, 1) * longer
+
 
 @dataclass(frozen=True)
 class MemberParams:
-    """Hyperparameters of one ensemble member."""
+    """Hyperparameters of one ensemble member (``lr`` ``None``: :func:`default_lr`)."""
 
     kernel_size: int = 3
-    lr: float = 3e-3
+    lr: float | None = None
     width: int = 8
+    activation: str = ACTIVATIONS[0]
 
     def __post_init__(self) -> None:
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"--kernel-sizes needs odd positive sizes, got {self.kernel_size}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"--activation must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {self.activation!r}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.kernel_size))
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.width < 1:
@@ -51,18 +86,25 @@ def _pick(values: tuple | None, member: int, default: object, flag: str, ensembl
 
 def member_params(ensemble: int, kernel_sizes: tuple[int, ...] | None = None,
                   lrs: tuple[float, ...] | None = None,
-                  widths: tuple[int, ...] | None = None) -> tuple[MemberParams, ...]:
+                  widths: tuple[int, ...] | None = None,
+                  activations: tuple[str, ...] | None = None,
+                  schedule: str = "cosine", steps: int | None = None
+                  ) -> tuple[MemberParams, ...]:
     """Hyperparameters of every member: kernel sizes 3, 5, 7, ... unless given.
 
-    Each of ``kernel_sizes``, ``lrs`` and ``widths`` holds one value for all
-    members or one value per member.
+    Each of ``kernel_sizes``, ``lrs``, ``widths`` and ``activations`` holds one value
+    for all members or one value per member; a member's default rate depends on its
+    kernel size, the ``schedule`` and the run's optimizer ``steps`` (:func:`default_lr`).
     """
     members = []
     for i in range(ensemble):
+        k = int(_pick(kernel_sizes, i, 3 + 2 * i, "--kernel-sizes", ensemble))
         members.append(MemberParams(
-            kernel_size=int(_pick(kernel_sizes, i, 3 + 2 * i, "--kernel-sizes", ensemble)),
-            lr=float(_pick(lrs, i, MemberParams.lr, "--lr", ensemble)),
-            width=int(_pick(widths, i, MemberParams.width, "--width", ensemble))))
+            kernel_size=k,
+            lr=float(_pick(lrs, i, default_lr(k, schedule, steps), "--lr", ensemble)),
+            width=int(_pick(widths, i, MemberParams.width, "--width", ensemble)),
+            activation=str(_pick(activations, i, MemberParams.activation, "--activation",
+                                 ensemble))))
     return tuple(members)
 
 

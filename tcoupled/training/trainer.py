@@ -19,6 +19,7 @@ from tcoupled.runtime.telemetry import PhaseTimer
 from tcoupled.training.commhook import AllreduceClock
 from tcoupled.training.replay import ReplayBuffer
 from tcoupled.training.samples import Samples
+from tcoupled.training.schedule import LRSchedule
 
 #: Adam's epsilon: the update's gradients are tiny (the loss reaches ~1e-7), and the
 #: default 1e-8 would damp late steps; measured: smaller held-out rollout error
@@ -33,7 +34,7 @@ class Trainer:
     model : nn.Module
         The member's model, already on ``device`` in its training dtype.
     lr : float
-        Adam learning rate.
+        Adam learning rate (the peak rate when there is a ``schedule``).
     device : torch.device or str
         Where the batches are moved (a no-op when they are there already).
     group : process group, optional
@@ -45,11 +46,18 @@ class Trainer:
     replay : ReplayBuffer, optional
         Each iteration adds as many samples drawn from it as it takes from the newest
         slot; the newest samples are offered to it after the cycle's iterations.
+    replay_draw : int, optional
+        Replayed samples per iteration (default: as many as the newest slot gives).
+    schedule : LRSchedule, optional
+        Step ``i`` runs at rate ``lr * schedule.factor(i)``, ``i`` counted by the
+        losses (restored on resume); ``None`` keeps ``lr`` constant.
     """
 
     def __init__(self, model: nn.Module, lr: float, device: Any = "cpu", group: Any = None,
                  timer: PhaseTimer | None = None, batch_size: int | None = None,
-                 replay: ReplayBuffer | None = None, replay_draw: int | None = None) -> None:
+                 replay: ReplayBuffer | None = None, replay_draw: int | None = None,
+                 schedule: LRSchedule | None = None) -> None:
+        self.lr, self.schedule = lr, schedule
         self.device = torch.device(device)
         self.replay = replay if replay is not None else ReplayBuffer(0)
         self.replay_draw = replay_draw
@@ -86,6 +94,9 @@ class Trainer:
                 loss = ((out - group.y.to(self.device)) ** 2).sum() / count
                 loss.backward()
             value += float(loss.detach())
+        if self.schedule is not None:  # step len(losses) of the run
+            for param_group in self.optimizer.param_groups:
+                param_group["lr"] = self.lr * self.schedule.factor(len(self.losses))
         self.optimizer.step()
         if self.device.type == "cuda":  # the phase edge: the step's kernels are done
             torch.cuda.synchronize(self.device)

@@ -20,19 +20,16 @@ from tcoupled.coupling.config import (
 )
 from tcoupled.runtime.errors import ConfigError
 from tcoupled.sim.config import wave_config_from_args
-from tcoupled.workflow.couple_flags import add_arguments
+from tcoupled.workflow.couple_flags import add_arguments, members_from_args
 
 
 def _auto_division(args: argparse.Namespace, sim: int) -> str:
     """``--division auto``: the division the cost model predicts faster; prints why."""
     from tcoupled.coupling.costmodel import Workload, choose_division
-    from tcoupled.training.ensemble import member_params
 
     workload = Workload(wave_config_from_args(args), sim, args.train_ranks,
-                        member_params(args.ensemble, args.kernel_sizes, args.lr,
-                                      args.cnn_width),
-                        args.sim_steps, args.train_iters, args.cycles, args.batch_size,
-                        args.placement)
+                        members_from_args(args), args.sim_steps, args.train_iters,
+                        args.cycles, args.batch_size, args.placement)
     division, why = choose_division(workload, args.channel)
     if not args.quiet:
         print(f"couple: --division auto -> {division}: {why}", flush=True)
@@ -45,7 +42,6 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.sim.backends import resolve_device
     from tcoupled.sim.solver import check_grid_fits
-    from tcoupled.training.ensemble import member_params
 
     if args.resume:
         from tcoupled.coupling.resume import resumed_args
@@ -81,7 +77,7 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
                           "the slot frames are filled one step at a time; use --time-block 1")
     resolve_device(wave.device, wave.kernel)
     check_grid_fits(wave.grid, tuple(init_mpi().Compute_dims(sim, 2)))
-    members = member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width)
+    members = members_from_args(args)
     farm = _farm_config(args)
     resume_cycle = _prepare_run(args, sim + args.train_ranks)
     return CoupleRun(wave=wave, sim_ranks=sim, train_ranks=args.train_ranks,
@@ -93,7 +89,7 @@ def make_config(args: argparse.Namespace, world_size: int) -> CoupleRun:
                      checkpoint_every=args.checkpoint_every, resume_cycle=resume_cycle,
                      dry_run=args.dry_run, report=not args.no_report,
                      check_every=args.check_every, verify=args.verify,
-                     replay=args.replay)
+                     replay=args.replay, lr_schedule=args.lr_schedule, warmup=args.warmup)
 
 
 def _farm_config(args: argparse.Namespace) -> Any:

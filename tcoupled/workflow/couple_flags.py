@@ -11,6 +11,8 @@ import argparse
 from tcoupled.coupling.channels import CHANNELS
 from tcoupled.coupling.schedule import DIVISIONS
 from tcoupled.sim.config import add_wave_arguments
+from tcoupled.training.ensemble import ACTIVATIONS
+from tcoupled.training.schedule import SCHEDULES, WARMUP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kernel-sizes", type=int, nargs="+", default=None,
                    help="CNN kernel size, one for all or one per member (default 3 5 7 ...)")
     g.add_argument("--lr", type=float, nargs="+", default=None,
-                   help="Adam learning rate, one for all or one per member (default 3e-3)")
+                   help="Adam learning rate (the schedule's peak), one for all or one per "
+                        "member (default with --lr-schedule cosine: 0.03/k for kernel size "
+                        "k, i.e. 1e-2 for k = 3, times sqrt(160/steps) when the run has "
+                        "more than 160 steps (cycles x train-iters); 3e-3 with constant)")
+    g.add_argument("--lr-schedule", default=SCHEDULES[0],
+                   help=f"one of {', '.join(SCHEDULES)}: cosine warms the rate up linearly "
+                        "over the first --warmup of the run's cycles x train-iters steps, "
+                        "then decays it to zero along a half cosine")
+    g.add_argument("--warmup", type=float, default=WARMUP, metavar="FRACTION",
+                   help="fraction of the steps in the warm-up of --lr-schedule cosine, "
+                        "in [0, 1)")
     g.add_argument("--cnn-width", type=int, nargs="+", default=None,
                    help="CNN channels of the first layer, one or one per member (default 8)")
+    g.add_argument("--activation", nargs="+", default=None,
+                   help=f"CNN activation, {' or '.join(ACTIVATIONS)}, one or one per member "
+                        f"(default {ACTIVATIONS[0]}: the network is odd, as the wave "
+                        "equation's update)")
     g.add_argument("--batch-size", type=int, default=0,
                    help="pairs per iteration from each source (0: all pairs of the cycle)")
     g.add_argument("--replay", type=int, default=256, metavar="N",
@@ -83,3 +99,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="validate, print the configuration and layout, and stop")
     g.add_argument("--no-report", action="store_true",
                    help="do not write the report (plots, report.md) at the end")
+
+
+def members_from_args(args: argparse.Namespace) -> tuple:
+    """Every member's :class:`~tcoupled.training.ensemble.MemberParams` from the flags.
+
+    Raises
+    ------
+    ConfigError
+        A bad ``--lr-schedule`` or ``--warmup``, or a bad member flag.
+    """
+    from tcoupled.runtime.errors import ConfigError
+    from tcoupled.training.ensemble import member_params
+    from tcoupled.training.schedule import check_warmup
+
+    if args.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, "
+                          f"got {args.lr_schedule!r}")
+    check_warmup(args.warmup)
+    return member_params(args.ensemble, args.kernel_sizes, args.lr, args.cnn_width,
+                         args.activation, args.lr_schedule, args.cycles * args.train_iters)
