@@ -158,6 +158,7 @@ def test_full_disk_is_one_line_naming_the_file_and_keeps_checkpoints(small_disk)
     # (--replay 0: a replay buffer's samples would make the checkpoints larger).
     out = small_disk / "run"
     proc = tcoupled("couple", *BASE, "--grid", "129", "129", "--cycles", "2", "--replay", "0",
+                    "--dtype", "float64",  # the sizes above
                     "--train-iters", "2", "--checkpoint-every", "1", "--out", str(out),
                     ranks=1, timeout=90, all_exit=True)
     assert proc.returncode == 2, proc.stderr

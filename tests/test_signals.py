@@ -109,8 +109,10 @@ def test_ie_stops_on_sigint_with_what_it_computed(tmp_path):
     summary = _summary(out)
     statuses = [r["status"] for r in summary["results"]]
     assert summary["stopped"] == "SIGINT" and len(statuses) == len(SMALL)
-    assert 2 <= statuses.count("ok") <= 3 and statuses.count("not run") == len(SMALL) - \
-        statuses.count("ok")  # the running molecule finishes, no new one starts
+    # each of the 2 workers finishes the molecule it runs (a worker starts its queued
+    # next one the moment it sends a result); the queued ones are cancelled, unrun
+    assert 2 <= statuses.count("ok") <= 2 + 2 and statuses.count("not run") == len(SMALL) - \
+        statuses.count("ok")
 
 
 def test_couple_signal_during_the_last_cycle_stops_and_resume_finishes(tmp_path):

@@ -73,7 +73,7 @@ def _payload(config: IEConfig, smiles: str) -> dict:
 
 def run(config: IEConfig, comm: Any) -> int:
     """Compute the ionization energies on the farm; rank 0 prints and writes results."""
-    from tcoupled.farm.manager import TaskResult, run_farm
+    from tcoupled.farm.manager import CANCELLED, TaskResult, run_farm
     from tcoupled.runtime import stopping
     from tcoupled.runtime.faults import inject
 
@@ -85,8 +85,11 @@ def run(config: IEConfig, comm: Any) -> int:
             while pending and manager.n_free and not stopping.requested():
                 index, smiles = pending.pop(0)
                 manager.submit(index, _payload(config, smiles))
+            if stopping.requested():
+                manager.cancel_queued()  # the running molecules finish, no new one starts
             result = manager.next_result()
-            results[result.task_id] = result
+            if result.status != CANCELLED:
+                results[result.task_id] = result
             inject("ie", "result", sum(r.status != "not run" for r in results), 0)
         _report(config, results, manager.report())
         return stopping.exit_status(stopping.received()) if stopping.requested() else 0

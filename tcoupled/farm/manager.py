@@ -35,8 +35,9 @@ from tcoupled.farm.isolation import IsolatedRunner
 from tcoupled.runtime.faults import inject
 from tcoupled.runtime.waiting import wait_for_message
 
-TAG_TASK, TAG_RESULT, TAG_STOP = 11, 12, 13
+TAG_TASK, TAG_RESULT, TAG_STOP, TAG_CANCEL = 11, 12, 13, 14
 QUEUE_DEPTH = 2  # tasks a worker holds: the one it runs and the next
+CANCELLED = "cancelled"  # status of a queued task dropped by cancel_queued, never run
 
 
 @dataclass
@@ -64,15 +65,25 @@ def serve_worker(farm_comm: Any, task: str, timeout: float) -> None:
     runner.start()
     status = mpi.Status()
     received = 0
+    cancelling = False  # a cancel is on its way: answer the tasks sent before it unrun
     try:
         while True:
             wait_for_message(farm_comm, 0, mpi.ANY_TAG, status)
-            message = farm_comm.recv(source=0, tag=status.Get_tag())
-            if status.Get_tag() == TAG_STOP:
+            tag = status.Get_tag()
+            message = farm_comm.recv(source=0, tag=tag)
+            if tag == TAG_STOP:
                 return
+            if tag == TAG_CANCEL:  # messages from one sender arrive in order: all answered
+                cancelling = False
+                continue
+            task_id, payload = message
+            if cancelling or farm_comm.Iprobe(source=0, tag=TAG_CANCEL):
+                cancelling = True
+                farm_comm.send((task_id, CANCELLED, None, "cancelled before it started", 0.0),
+                               dest=0, tag=TAG_RESULT)
+                continue
             inject("farm", "task", received, farm_comm.Get_rank())
             received += 1
-            task_id, payload = message
             start = time.perf_counter()
             outcome = runner.run(payload)
             farm_comm.send((task_id, *outcome, time.perf_counter() - start), dest=0,
@@ -135,6 +146,7 @@ class Manager:
         #: worker -> its tasks in order: (task id, payload, dispatch time)
         self.queues: dict[int, Any] = {w: deque() for w in self.workers}
         self.stats = FarmStats(len(self.workers))
+        self._cancelled = False
         self._local = IsolatedRunner(task, timeout) if size == 1 else None
         if self._local is not None:
             self._local.start()
@@ -163,6 +175,19 @@ class Manager:
         if self._local is None:
             self.comm.send((task_id, payload), dest=worker, tag=TAG_TASK)
         return worker
+
+    def cancel_queued(self) -> None:
+        """Drop the tasks queued behind the running ones (on a stop signal).
+
+        Each is answered by its worker with status :data:`CANCELLED` without running;
+        the running tasks finish. Call it once, then collect every result as usual.
+        """
+        if self._local is not None or self._cancelled:
+            return
+        self._cancelled = True
+        for worker, queue in self.queues.items():
+            if len(queue) > 1:
+                self.comm.send(None, dest=worker, tag=TAG_CANCEL)
 
     def next_result(self) -> TaskResult:
         """Wait for the next task to finish (any worker) and return its result."""
@@ -194,7 +219,8 @@ class Manager:
         end = self.stats.elapsed()
         result = TaskResult(task_id, status, value, error, worker, seconds,
                             max(dispatched, end - seconds), end)
-        self.stats.add(result)
+        if status != CANCELLED:
+            self.stats.add(result)
         return result
 
     def report(self) -> dict:

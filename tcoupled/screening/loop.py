@@ -258,9 +258,13 @@ class ScreenLoop:
         get_logger().warning("[%d/%d] %s: %s", len(self.records), self.config.budget,
                              record.smiles, record.error)
 
-    def _collect(self) -> Record:
+    def _collect(self) -> Record | None:
+        from tcoupled.farm.manager import CANCELLED
+
         result = self.manager.next_result()
         index, predicted = self.in_flight.pop(result.task_id)
+        if result.status == CANCELLED:  # queued when the run was stopped: never ran
+            return None
         ok = result.status == "ok"
         record = Record(index, self.space.smiles[index],
                         _value(result.value) if ok else float("nan"), result.status,
@@ -278,12 +282,16 @@ class ScreenLoop:
         while len(self.records) < self.config.budget:
             if not stopping.requested():  # on SIGTERM/SIGINT: collect what runs, then stop
                 self._submit_while_idle()
+            else:
+                self.manager.cancel_queued()  # the queued molecules do not start
             self._refit_if_stale()
             if not self.in_flight:
                 log.info("%s after %d molecules", "stopped by a signal" if stopping.requested()
                          else "search space exhausted", len(self.records))
                 break
             record = self._collect()
+            if record is None:
+                continue
             shown = f"{record.ie_ev:.3f} eV" if record.status == "ok" else record.error
             log.info("[%d/%d] %s on rank %d: %s", len(self.records), self.config.budget,
                      record.smiles, record.worker, shown)
