@@ -151,3 +151,24 @@ def test_torn_last_journal_line_is_dropped_not_refused(tmp_path):
     with open(run / "journal.jsonl", "a") as handle:
         handle.write('{"index": 1, "smi')
     assert Journal(run).check() == 1 and len(Journal(run).load()) == 1
+
+
+def test_resume_refuses_a_run_that_predates_a_flag(tmp_path):
+    """A flag added since the run was started would take today's default: refused."""
+    import argparse
+
+    from tcoupled.coupling.resume import resumed_args, store_args
+    from tcoupled.runtime.errors import ConfigError
+    from tcoupled.workflow.couple_flags import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    started = parser.parse_args(["--out", str(tmp_path)])
+    store_args(tmp_path, started)
+    again = parser.parse_args(["--resume", str(tmp_path)])
+    assert resumed_args(again, add_arguments, str(tmp_path), ()).grid == started.grid
+    stored = json.loads((tmp_path / "args.json").read_text())
+    del stored["activation"], stored["lr_schedule"]
+    (tmp_path / "args.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="started before --activation, --lr-schedule existed"):
+        resumed_args(again, add_arguments, str(tmp_path), ())

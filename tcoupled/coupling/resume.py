@@ -86,6 +86,12 @@ def resumed_args(args: argparse.Namespace, add_arguments: Callable, directory: s
     given = {name for name, value in vars(args).items()
              if name in defaults and not _same(value, defaults[name])}
     keep = (set(changeable) & given) | {"resume", "out", "config", "command"}
+    missing = sorted(name for name in defaults
+                     if name not in stored and name not in set(changeable) | keep)
+    if missing:  # today's default for a flag the run never had could change the run
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise ConfigError(f"--resume {directory!r}: the run was started before {flags} "
+                          "existed; a resumed run keeps its configuration, start a new one")
     for name, value in vars(args).items():
         if name in keep or name not in stored or name not in given:
             continue
