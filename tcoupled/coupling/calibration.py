@@ -192,11 +192,15 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         member = workload.members[color % len(workload.members)]
         device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
         group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
+        from tcoupled.training.replay import ReplayBuffer
+
         timer = PhaseTimer()
         trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
-                          group=group, timer=timer, batch_size=workload.batch_size or None)
+                          group=group, timer=timer, batch_size=workload.batch_size or None,
+                          replay=ReplayBuffer(workload.replay))
         groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
                   for _ in range(sources)]
+        trainer.replay.offer(groups)  # as from cycle 2 on: each iteration also replays
         start = time.perf_counter()
         trainer.train(groups, 1)
         first = time.perf_counter() - start

@@ -80,6 +80,7 @@ class Workload:
     cycles: int
     batch_size: int = 0        # pairs per iteration and source (0: all K pairs)
     placement: str = "colocated"
+    replay: int = 0            # samples in each train rank's replay buffer (--replay)
 
 
 def workload_to_json(workload: Workload) -> str:
