@@ -49,6 +49,15 @@ def test_digest_is_paid_per_source_on_the_training_side():
     assert space["consume_s"] == pytest.approx(2 * 0.002 + 0.24 + 0.02)
 
 
+def test_replay_offer_is_paid_once_per_cycle_on_the_training_side():
+    from dataclasses import replace
+
+    replaying = replace(COSTS, replay_s=0.03)
+    for division in ("time", "space"):
+        assert predict(replaying, LINK, division, 4, 4)["train_s"] == pytest.approx(
+            predict(COSTS, LINK, division, 4, 4)["train_s"] + 0.03)
+
+
 def test_unknown_division_is_refused():
     with pytest.raises(ConfigError, match="'diagonal'"):
         predict(COSTS, LINK, "diagonal", 1, 1)
@@ -128,6 +137,8 @@ def test_space_division_uses_the_costs_measured_side_by_side():
 
 
 def test_calibration_result_becomes_unit_costs():
+    from dataclasses import replace
+
     from tcoupled.coupling.costmodel import calibrate
     from tcoupled.sim.config import WaveConfig
 
@@ -136,8 +147,10 @@ def test_calibration_result_becomes_unit_costs():
     measured = {"sim_s": 0.02, "sim_serial_s": 0.015, "local_shape": [17, 33],
                 "iter_s": 0.05, "allreduce_s": 0.01, "first_iter_s": 0.2, "digest_s": 1e-4,
                 "feeds": 1, "sources": 2, "handoff": {"mpi": [1e-5, 1e-9], "shm": [2e-5, 0]},
-                "sim_together_s": 0.03, "iter_together_s": 0.07}
+                "sim_together_s": 0.03, "iter_together_s": 0.07, "replay_s": 0.002}
     costs, links = calibrate(workload, measured)
+    assert costs.digest_s == 0.0 and costs.replay_s == 0.002  # no --verify: nothing hashed
+    assert calibrate(replace(workload, verify=True), measured)[0].digest_s == 1e-4
     assert costs.slot_bytes == 5 * 17 * 33 * 4
     assert costs.iter_s == pytest.approx(0.04) and costs.allreduce_s == 0.01
     assert costs.warmup_s == pytest.approx(0.15) and costs.halo_s == pytest.approx(0.005)

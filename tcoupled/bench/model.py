@@ -130,7 +130,8 @@ def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> An
     args = parser.parse_args([*couple_flags(sim, train, None, flags, "time", cycles)])
     members = members_from_args(args)
     return Workload(wave_config_from_args(args), sim, train, members, args.sim_steps,
-                    args.train_iters, cycles, args.batch_size, args.placement)
+                    args.train_iters, cycles, args.batch_size, args.placement, args.replay,
+                    args.verify)
 
 
 def measure(args: list[str], ranks: int) -> float:

@@ -10,8 +10,9 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a JSON
     steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
 ``train``
     each member's train ranks form its DDP group, as ``couple``, and train on ``sources``
-    slots of the run's block: the first iteration (paid once per run), then iterations
-    for about half a second; the allreduce time is read from the trainer's timer;
+    slots of the run's block with the run's replay buffer: the first iteration (paid
+    once per run), then iterations for about half a second (the allreduce time is read
+    from the trainer's timer), and one cycle's offer to the buffer;
 ``together``
     (with train ranks) both sides at once for about a second, as space division runs
     them: times under each other's load (cores, memory bandwidth, comm threads);
@@ -178,6 +179,7 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.training.ensemble import close_member_group, init_member_group
     from tcoupled.training.model import build_model
+    from tcoupled.training.replay import ReplayBuffer
     from tcoupled.training.samples import TRAINING_DTYPE, samples_from_frames
     from tcoupled.training.trainer import Trainer
 
@@ -194,9 +196,12 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
         timer = PhaseTimer()
         trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
-                          group=group, timer=timer, batch_size=workload.batch_size or None)
+                          group=group, timer=timer, batch_size=workload.batch_size or None,
+                          replay=ReplayBuffer(workload.replay))
         groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
                   for _ in range(sources)]
+        trainer.replay.offer(groups)  # as from cycle 2 on: each iteration also replays
+        replay_s = run_for(member_comm, 0.0, lambda: trainer.replay.offer(groups))[0]
         start = time.perf_counter()
         trainer.train(groups, 1)
         first = time.perf_counter() - start
@@ -204,7 +209,8 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         times = _iteration_times(member_comm, trainer, groups)
         allreduce = timer.totals.get("allreduce", 0.0) / len(times)  # 0 for a one-rank member
         found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
-                 "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype)}
+                 "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype),
+                 "replay_s": replay_s}
     if together is not None:
         # long enough for three of the slower side's steps, so the two overlap
         window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=_max())

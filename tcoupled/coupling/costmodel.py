@@ -9,8 +9,8 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 * ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (DDP, only
   for members over several train ranks);
 * ``warmup`` -- the extra time of the first iteration, paid once per run;
-* ``digest`` -- the trainer's hash of each received slot (``M * iter`` below includes
-  ``s * digest``),
+* ``digest`` -- with ``--verify``, the trainer's hash of each received slot (``M * iter``
+  below includes ``s * digest``, and the offer of a cycle's samples to the replay buffer),
 
 and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
 
@@ -80,6 +80,8 @@ class Workload:
     cycles: int
     batch_size: int = 0        # pairs per iteration and source (0: all K pairs)
     placement: str = "colocated"
+    replay: int = 0            # samples in each train rank's replay buffer (--replay)
+    verify: bool = False       # --verify: the trainer hashes every slot
 
 
 def workload_to_json(workload: Workload) -> str:
@@ -123,6 +125,7 @@ class UnitCosts:
     halo_s: float = 0.0        # of sim_s: decomposed minus one block alone (reported only)
     sim_together_s: float = 0.0    # sim_s while the trainers train (0: not measured)
     iter_together_s: float = 0.0   # iter_s + allreduce_s while the sim ranks step
+    replay_s: float = 0.0      # per cycle: offering the cycle's samples to the replay buffer
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
@@ -159,7 +162,8 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
             cycles: int) -> dict:
     """Predicted seconds per cycle of ``division`` and its parts (pure arithmetic)."""
     h = handoff.seconds(costs.slot_bytes)
-    train = train_iters * (costs.iter_s + costs.allreduce_s) + costs.sources * costs.digest_s
+    per_cycle = costs.sources * costs.digest_s + costs.replay_s
+    train = train_iters * (costs.iter_s + costs.allreduce_s) + per_cycle
     warmup = costs.warmup_s / max(cycles, 1)
     if division == "time":
         # the slots, then the signal that hands the turn back to the sim ranks
@@ -170,7 +174,7 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
         raise ConfigError(f"division must be time or space, got {division!r}")
     together = costs.sim_together_s > 0 and costs.iter_together_s > 0
     if together:   # measured side by side: sharing of cores and bandwidth included
-        train = train_iters * costs.iter_together_s + costs.sources * costs.digest_s
+        train = train_iters * costs.iter_together_s + per_cycle
     produce = (costs.sim_together_s if together else costs.sim_s) + costs.feeds * h
     consume = costs.sources * h + train
     steady = max(produce, consume)
@@ -263,11 +267,13 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
         feeds=found["feeds"], sources=found["sources"],
         warmup_s=max(found["first_iter_s"] - found["iter_s"], 0.0),
-        digest_s=found.get("digest_s", 0.0), sim_ranks=workload.sim_ranks,
+        digest_s=found.get("digest_s", 0.0) if workload.verify else 0.0,
+        sim_ranks=workload.sim_ranks,
         train_ranks=workload.train_ranks, cores=cores_available(),
         halo_s=max(found["sim_s"] - found.get("sim_serial_s", found["sim_s"]), 0.0),
         sim_together_s=found.get("sim_together_s", 0.0),
-        iter_together_s=found.get("iter_together_s", 0.0))
+        iter_together_s=found.get("iter_together_s", 0.0),
+        replay_s=found.get("replay_s", 0.0))
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
     return costs, handoff
 
