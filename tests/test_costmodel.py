@@ -49,13 +49,19 @@ def test_digest_is_paid_per_source_on_the_training_side():
     assert space["consume_s"] == pytest.approx(2 * 0.002 + 0.24 + 0.02)
 
 
-def test_replay_offer_is_paid_once_per_cycle_on_the_training_side():
+def test_replay_offer_is_paid_per_copied_sample_of_a_steady_cycle():
     from dataclasses import replace
 
-    replaying = replace(COSTS, replay_s=0.03)
+    from tcoupled.training.replay import steady_copies
+
+    assert steady_copies(10, 0, 6) == 0.0 and steady_copies(10, 100, 6) == 10.0  # filling
+    # 100 samples a cycle into 256: cycle 2 copies 100, cycle 3 56 + 44 kept of 201..300
+    third = 56 + sum(256 / s for s in range(257, 301))
+    assert steady_copies(100, 256, 3) == pytest.approx((100 + third) / 2)
+    replaying = replace(COSTS, replay_sample_s=1e-4, replay_samples=10, replay_capacity=256)
     for division in ("time", "space"):
         assert predict(replaying, LINK, division, 4, 4)["train_s"] == pytest.approx(
-            predict(COSTS, LINK, division, 4, 4)["train_s"] + 0.03)
+            predict(COSTS, LINK, division, 4, 4)["train_s"] + 10 * 1e-4)
 
 
 def test_unknown_division_is_refused():
@@ -147,9 +153,11 @@ def test_calibration_result_becomes_unit_costs():
     measured = {"sim_s": 0.02, "sim_serial_s": 0.015, "local_shape": [17, 33],
                 "iter_s": 0.05, "allreduce_s": 0.01, "first_iter_s": 0.2, "digest_s": 1e-4,
                 "feeds": 1, "sources": 2, "handoff": {"mpi": [1e-5, 1e-9], "shm": [2e-5, 0]},
-                "sim_together_s": 0.03, "iter_together_s": 0.07, "replay_s": 0.002}
+                "sim_together_s": 0.03, "iter_together_s": 0.07, "replay_sample_s": 2e-4,
+                "replay_samples": 6}
     costs, links = calibrate(workload, measured)
-    assert costs.digest_s == 0.0 and costs.replay_s == 0.002  # no --verify: nothing hashed
+    assert costs.digest_s == 0.0  # no --verify: nothing hashed
+    assert (costs.replay_sample_s, costs.replay_samples, costs.replay_capacity) == (2e-4, 6, 0)
     assert calibrate(replace(workload, verify=True), measured)[0].digest_s == 1e-4
     assert costs.slot_bytes == 5 * 17 * 33 * 4
     assert costs.iter_s == pytest.approx(0.04) and costs.allreduce_s == 0.01

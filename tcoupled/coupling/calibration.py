@@ -10,17 +10,15 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a JSON
     steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
 ``train``
     each member's train ranks form its DDP group, as ``couple``, and train on ``sources``
-    slots of the run's block with the run's replay buffer: the first iteration (paid
-    once per run), then iterations for about half a second (the allreduce time is read
-    from the trainer's timer), and one cycle's offer to the buffer;
+    slots of the run's block with the run's replay buffer (its first fill timed per
+    sample), the first iteration (paid once), then iterations for about half a second;
 ``together``
     (with train ranks) both sides at once for about a second, as space division runs
     them: times under each other's load (cores, memory bandwidth, comm threads);
 ``handoff``
     sim rank 0 hands the first train rank a slot-sized buffer the way each channel
     moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
-    zero copy, a signal only) and the tiny-message latency, the receiver waiting as
-    the roles wait (probing with backoff, :mod:`tcoupled.runtime.waiting`).
+    a signal only) and the tiny-message latency, waiting as the roles wait.
 
 Sim rank 0 writes the JSON result to ``OUT``.
 """
@@ -200,8 +198,10 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
                           replay=ReplayBuffer(workload.replay))
         groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
                   for _ in range(sources)]
+        start = time.perf_counter()
         trainer.replay.offer(groups)  # as from cycle 2 on: each iteration also replays
-        replay_s = run_for(member_comm, 0.0, lambda: trainer.replay.offer(groups))[0]
+        offered = sum(len(g) for g in groups)
+        replay_s = (time.perf_counter() - start) / max(min(offered, workload.replay), 1)
         start = time.perf_counter()
         trainer.train(groups, 1)
         first = time.perf_counter() - start
@@ -210,7 +210,7 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         allreduce = timer.totals.get("allreduce", 0.0) / len(times)  # 0 for a one-rank member
         found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
                  "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype),
-                 "replay_s": replay_s}
+                 "replay_sample_s": replay_s, "replay_samples": offered}
     if together is not None:
         # long enough for three of the slower side's steps, so the two overlap
         window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=_max())

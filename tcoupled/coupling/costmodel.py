@@ -125,7 +125,9 @@ class UnitCosts:
     halo_s: float = 0.0        # of sim_s: decomposed minus one block alone (reported only)
     sim_together_s: float = 0.0    # sim_s while the trainers train (0: not measured)
     iter_together_s: float = 0.0   # iter_s + allreduce_s while the sim ranks step
-    replay_s: float = 0.0      # per cycle: offering the cycle's samples to the replay buffer
+    replay_sample_s: float = 0.0   # copying one sample into the replay buffer
+    replay_samples: int = 0        # samples a train rank offers its buffer per cycle
+    replay_capacity: int = 0       # the buffer's size (--replay)
 
 
 def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
@@ -162,7 +164,10 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
             cycles: int) -> dict:
     """Predicted seconds per cycle of ``division`` and its parts (pure arithmetic)."""
     h = handoff.seconds(costs.slot_bytes)
-    per_cycle = costs.sources * costs.digest_s + costs.replay_s
+    from tcoupled.training.replay import steady_copies
+
+    per_cycle = costs.sources * costs.digest_s + costs.replay_sample_s * steady_copies(
+        costs.replay_samples, costs.replay_capacity, cycles)
     train = train_iters * (costs.iter_s + costs.allreduce_s) + per_cycle
     warmup = costs.warmup_s / max(cycles, 1)
     if division == "time":
@@ -273,7 +278,8 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         halo_s=max(found["sim_s"] - found.get("sim_serial_s", found["sim_s"]), 0.0),
         sim_together_s=found.get("sim_together_s", 0.0),
         iter_together_s=found.get("iter_together_s", 0.0),
-        replay_s=found.get("replay_s", 0.0))
+        replay_sample_s=found.get("replay_sample_s", 0.0),
+        replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay)
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
     return costs, handoff
 

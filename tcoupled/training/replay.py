@@ -129,3 +129,17 @@ def _full_target(group: Samples, index: int, x: torch.Tensor) -> torch.Tensor:
     full = torch.zeros_like(x[0])
     full[i0:i0 + lx, j0:j0 + ly] = group.y[index, 0]
     return full
+
+
+def steady_copies(offered: int, capacity: int, cycles: int) -> float:
+    """Samples a reservoir of ``capacity`` copies in a steady cycle (median of cycles 2..C).
+
+    Cycle ``c`` offers samples ``(c - 1) n + 1 .. c n``; sample ``s`` is kept (copied)
+    surely while the buffer fills, then with probability ``capacity / s``.
+    """
+    if not offered or not capacity:
+        return 0.0
+    per_cycle = [sum(1.0 if s <= capacity else capacity / s
+                     for s in range(c * offered + 1, (c + 1) * offered + 1))
+                 for c in range(max(cycles, 1))]
+    return float(np.median(per_cycle[1:] or per_cycle))
