@@ -173,11 +173,13 @@ def test_stencil_bench_picks_a_size_beyond_twice_the_cache_and_reads_ratios():
                             ("c-blocked", 8, 25.0), ("devito", 1, 5.0))]
     rows[-1]["config"] = "advanced"
     head = headline({"sizes": [512, 4096], "llc_bytes": 50, "rows": rows,
-                     "halo_by_k": [{"k": 1, "halo_fraction": 0.5}]})
+                     "halo_by_k": [{"k": 1, "halo_fraction": 0.5, "grid": 100,
+                                    "cells_per_s": 1e7}]})
     assert head["c_single_over_bound"] == 0.9 and head["blocked_k"] == 8
     assert head["c_blocked_over_bound"] == 2.5 and head["c_blocked_over_devito"] == 5.0
     assert head["arrays_bytes"] == 200 and head["arrays_over_llc"] == 4.0
     assert head["halo_fraction_2_ranks_by_k"] == {"1": 0.5}
+    assert head["halo_us_per_step_2_ranks_by_k"] == {"1": pytest.approx(500.0)}  # 0.5 ms
 
 
 def test_solver_rows_start_on_cache_lines(comm_self):
