@@ -26,6 +26,7 @@ def test_time_division_adds_the_phases():
     parts = predict(COSTS, LINK, "time", train_iters=4, cycles=4)
     # sim + handoff * max(feeds, sources) + turn back + M * (iter + allreduce) + warmup / C
     assert parts["cycle_s"] == pytest.approx(0.3 + 2 * 0.002 + 0.001 + 4 * 0.06 + 0.1)
+    assert parts["steady_s"] == pytest.approx(parts["cycle_s"] - 0.4 / 4)  # no first iter
     assert parts["train_s"] == pytest.approx(0.24)
 
 
@@ -35,6 +36,7 @@ def test_space_division_runs_at_the_slower_side():
     assert parts["produce_s"] == pytest.approx(produce)
     assert parts["consume_s"] == pytest.approx(consume)
     assert parts["cycle_s"] == pytest.approx(produce + (consume + 0.4) / 4)
+    assert parts["steady_s"] == pytest.approx(produce)  # no fill, no first iteration
     slow_train = predict(COSTS, LINK, "space", train_iters=40, cycles=4)
     assert slow_train["cycle_s"] == pytest.approx(0.004 + 2.4 + (0.302 + 0.4) / 4)
 

@@ -6,11 +6,11 @@ calibrated once as ``couple --division auto`` calibrates
 rank counts), with the handoff costs fitted to the ``channels`` result of the same
 ``bench.json`` when there is one (else the calibration's in-run measurement). Then it
 is run for real in *both* divisions, ``launches`` times each, and the prediction of
-:func:`tcoupled.coupling.costmodel.predict` (a cycle once running) is set against the
-median of the run's ``steady_cycle_s`` (the slowest rank's median of cycles 2 to C; the
-first cycle carries the start-up and the space pipeline's fill). The workloads span
-solver-to-training cost ratios from about 0.1 to 10, the
-``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
+:func:`tcoupled.coupling.costmodel.predict` (``steady_s``: a cycle once running) is set
+against the median of the run's ``steady_cycle_s`` (the slowest rank's median of cycles
+2 to C; the first cycle carries the start-up and the space pipeline's fill). The
+workloads span solver-to-training cost ratios from about 0.1 to 10, the ``shm``,
+``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
 ``auto``'s choice (space only when predicted >= 20% faster) counts as correct when its
 measured cycle is the faster one's or within 10% of it.
 """
@@ -196,14 +196,14 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
                "channel": link, "ranks": sim + train, "sim_ranks": sim, "train_ranks": train,
                "sim_steps": workload.sim_steps, "target_ratio": target,
-               "predicted_s": parts["cycle_s"], "parts": parts,
+               "predicted_s": parts["steady_s"], "parts": parts,
                "solver_to_training": costs.sim_s / max(train_compute, 1e-12)}
         if found is None:
             row["failed"] = True
         else:
             row.update(measured_s=found["median"], measured_q1=found["q1"],
                        measured_q3=found["q3"], launches=found["values"],
-                       ratio=parts["cycle_s"] / found["median"])
+                       ratio=parts["steady_s"] / found["median"])
         print(f"bench model: {row['case']} (K={workload.sim_steps}): predicted "
               f"{row['predicted_s']:.4f} s/cycle, measured {row.get('measured_s', 'failed')}",
               flush=True)

@@ -162,7 +162,8 @@ def _channel_seconds(row: dict) -> float | None:
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
             cycles: int) -> dict:
-    """Predicted seconds per cycle of ``division`` and its parts (pure arithmetic)."""
+    """Seconds per cycle of ``division``: ``cycle_s`` the run's average (what ``auto``
+    compares), ``steady_s`` a cycle once running (no first iteration, no pipeline fill)."""
     h = handoff.seconds(costs.slot_bytes)
     from tcoupled.training.replay import steady_copies
 
@@ -173,7 +174,8 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     if division == "time":
         # the slots, then the signal that hands the turn back to the sim ranks
         handoffs = h * max(costs.feeds, costs.sources) + handoff.latency_s
-        return {"cycle_s": costs.sim_s + handoffs + train + warmup, "sim_s": costs.sim_s,
+        steady = costs.sim_s + handoffs + train
+        return {"cycle_s": steady + warmup, "steady_s": steady, "sim_s": costs.sim_s,
                 "handoff_s": handoffs, "train_s": train}
     if division != "space":
         raise ConfigError(f"division must be time or space, got {division!r}")
@@ -188,7 +190,8 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
         busy = (min(costs.sim_ranks, costs.cores) * produce
                 + min(costs.train_ranks, costs.cores) * consume) / costs.cores
     cycle = max(steady, busy) + min(produce, consume) / max(cycles, 1) + warmup
-    return {"cycle_s": cycle, "sim_s": costs.sim_s, "handoff_s": costs.sources * h,
+    return {"cycle_s": cycle, "steady_s": max(steady, busy), "sim_s": costs.sim_s,
+            "handoff_s": costs.sources * h,
             "train_s": train, "produce_s": produce, "consume_s": consume,
             "oversubscribed": busy > steady}
 
