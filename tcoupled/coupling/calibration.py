@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-REPEATS = 3
-MIN_TRAIN_S = 0.5
+from tcoupled.coupling.calibration_train import REPEATS, mpi_max
+
 TOGETHER_S = 1.0
 
 
@@ -81,16 +81,10 @@ def time_sim(wave: Any, comm: Any, steps: int) -> float:
             comm.Barrier()
             start = time.perf_counter()
             _cycle(solver, slots[repeat % 2], steps)
-            took = comm.allreduce(time.perf_counter() - start, op=_max())
+            took = comm.allreduce(time.perf_counter() - start, op=mpi_max())
             if repeat:
                 times.append(took)
     return statistics.median(times)
-
-
-def _max() -> Any:
-    from tcoupled.runtime.mpienv import init_mpi
-
-    return init_mpi().MAX
 
 
 def sim_phase(world: Any, sim_comm: Any, workload: Any, is_sim: bool) -> dict:
@@ -125,7 +119,7 @@ def run_for(comm: Any, window_s: float, work: Any) -> list[float]:
         work()
         times.append(time.perf_counter() - begin)
         more = comm.allreduce(time.perf_counter() - start < window_s or len(times) < 3,
-                              op=_max())
+                              op=mpi_max())
     return times
 
 
@@ -145,23 +139,6 @@ def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
     return {"sim_together_s": statistics.median(times)}
 
 
-def _iteration_times(member_comm: Any, trainer: Any, groups: list) -> list[float]:
-    """Seconds of single training iterations: at least 5, until ``MIN_TRAIN_S`` (60 at most).
-
-    Every rank of the DDP group runs the same iterations (the stop is agreed each time).
-    """
-    times: list[float] = []
-    more = True
-    while more:
-        member_comm.Barrier()
-        start = time.perf_counter()
-        trainer.train(groups, 1)
-        times.append(time.perf_counter() - start)
-        more = member_comm.allreduce(len(times) < 60 and (len(times) < 5 or sum(times)
-                                                           < MIN_TRAIN_S), op=_max())
-    return times
-
-
 def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int,
                 frames: tuple, sources: int, scratch: str,
                 together: tuple[Any, float] | None = None) -> dict:
@@ -172,48 +149,20 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     ``together = (sim_comm, window_s)`` the trainers then train again for ``window_s``
     while the sim ranks (``sim_comm`` not null) step cycles (:func:`sim_together`).
     """
-    import torch
-
-    from tcoupled.runtime.telemetry import PhaseTimer
-    from tcoupled.training.ensemble import close_member_group, init_member_group
-    from tcoupled.training.model import build_model
-    from tcoupled.training.replay import ReplayBuffer
-    from tcoupled.training.samples import TRAINING_DTYPE, samples_from_frames
-    from tcoupled.training.trainer import Trainer
+    from tcoupled.coupling.calibration_train import time_member
+    from tcoupled.training.ensemble import close_member_group
 
     group_size = max(1, trainers // max(len(workload.members), 1))
     color = train_rank // group_size if train_rank is not None else len(workload.members)
     member_comm = world.Split(color, world.Get_rank())
     found: dict = {}
     if train_rank is not None:
-        torch.set_num_threads(1)
-        from tcoupled.sim.backends import resolve_device
-
         member = workload.members[color % len(workload.members)]
-        device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
-        group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
-        timer = PhaseTimer()
-        trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
-                          group=group, timer=timer, batch_size=workload.batch_size or None,
-                          replay=ReplayBuffer(workload.replay))
-        groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
-                  for _ in range(sources)]
-        start = time.perf_counter()
-        trainer.replay.offer(groups)  # as from cycle 2 on: each iteration also replays
-        offered = sum(len(g) for g in groups)
-        replay_s = (time.perf_counter() - start) / max(min(offered, workload.replay), 1)
-        start = time.perf_counter()
-        trainer.train(groups, 1)
-        first = time.perf_counter() - start
-        timer.totals.clear()
-        times = _iteration_times(member_comm, trainer, groups)
-        allreduce = timer.totals.get("allreduce", 0.0) / len(times)  # 0 for a one-rank member
-        found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
-                 "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype),
-                 "replay_sample_s": replay_s, "replay_samples": offered}
+        trainer, groups, found = time_member(member_comm, workload, member, frames,
+                                             sources, scratch)
     if together is not None:
         # long enough for three of the slower side's steps, so the two overlap
-        window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=_max())
+        window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=mpi_max())
         sleep_barrier(world)
         if train_rank is not None:
             times = run_for(member_comm, window, lambda: trainer.train(groups, 1))
@@ -226,24 +175,6 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     member_comm.Free()
     sleep_barrier(world)
     return found
-
-
-def _digest_time(frames: tuple, dtype: str) -> float:
-    """Best seconds of the trainer's provenance hash of one slot (0 if there is none)."""
-    try:
-        import torch
-
-        from tcoupled.coupling.schedule import DigestLog
-        from tcoupled.runtime.telemetry import PhaseTimer
-    except ImportError:
-        return 0.0
-    slot = torch.zeros(frames, dtype=getattr(torch, dtype))
-    log, best = DigestLog(PhaseTimer()), float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        log.add(0, 0, slot)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> dict:
