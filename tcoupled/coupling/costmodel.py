@@ -9,8 +9,8 @@ slot's handoff, and ``M`` training iterations. With per-unit costs
 * ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (DDP, only
   for members over several train ranks);
 * ``warmup`` -- the extra time of the first iteration, paid once per run;
-* ``digest`` -- with ``--verify``, the trainer's hash of each received slot (``M * iter``
-  below includes ``s * digest``, and the offer of a cycle's samples to the replay buffer),
+* ``digest`` -- with ``--verify``, the trainer's hash of each received slot; ``M * iter``
+  below includes ``s * digest`` and the replay buffer's copies of a steady cycle,
 
 and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
 
@@ -18,8 +18,8 @@ and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
   (the latency of handing the turn back to the sim ranks);
 * space division (concurrent, double buffered): ``produce = sim + f * h``,
   ``consume = s * h + M * iter``; the pipeline runs at the slower side and pays one
-  cycle of the faster side to fill: ``wall = C * max + min``, so
-  ``cycle = max(produce, consume) + (min(produce, consume) + warmup) / C``.
+  cycle of the faster side to fill, ``cycle = max + (min + warmup) / C``; once running
+  (``steady_s``) a cycle is ``max(produce, consume)``, and time division's drops ``/ C``.
 
 In space division both sides compute at once. The calibration measures ``sim`` and
 ``iter + allreduce`` a second time with the two sides running together, and space
@@ -162,11 +162,10 @@ def _channel_seconds(row: dict) -> float | None:
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
             cycles: int) -> dict:
-    """Seconds per cycle of ``division``: ``cycle_s`` the run's average (what ``auto``
-    compares), ``steady_s`` a cycle once running (no first iteration, no pipeline fill)."""
-    h = handoff.seconds(costs.slot_bytes)
+    """Seconds per cycle of ``division`` and its parts: ``cycle_s`` and ``steady_s``."""
     from tcoupled.training.replay import steady_copies
 
+    h = handoff.seconds(costs.slot_bytes)
     per_cycle = costs.sources * costs.digest_s + costs.replay_sample_s * steady_copies(
         costs.replay_samples, costs.replay_capacity, cycles)
     train = train_iters * (costs.iter_s + costs.allreduce_s) + per_cycle

@@ -71,7 +71,7 @@ class MpiSender(Sender):
 
         A large message moves in chunks, each needing a call into MPI on both sides; a
         sender that slept between polls (waiting for the release) moved one chunk per
-        sleep: 16 MB took 0.6 s instead of milliseconds.
+        sleep: an 8 MB slot took 0.6 s instead of milliseconds.
         """
         for slot in range(self.ctx.slots):
             self._complete(slot, sleep=False)
