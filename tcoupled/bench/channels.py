@@ -88,10 +88,10 @@ def touch(n: int, min_time: float) -> dict:
 
 def inproc(n: int, min_time: float) -> dict:
     """``inproc`` channel: write into the slot, publish, receive the view, read, release."""
-    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel, slots_for
 
     spec = SlotSpec(1, (n, n), DTYPE)
-    channel = open_channel("inproc", ChannelContext(), spec)
+    channel = open_channel("inproc", ChannelContext(slots=slots_for("time")), spec)
     sender = channel.sender(())
     receiver = channel.receiver(0, spec, 0)
 

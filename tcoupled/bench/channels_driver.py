@@ -2,7 +2,8 @@
 
 Run as ``mpiexec -n 2 python -m mpi4py -m tcoupled.bench.channels_driver --sizes 64 256
 --staging DIR``. Rank 0 is the sim side, rank 1 the train side. One handoff is a
-time-division cycle of the channel protocol with a one-field float32 slot: rank 0
+time-division cycle of the channel protocol with a one-field float32 slot (one slot
+per link, as ``couple --division time`` opens it): rank 0
 ``acquire``s, writes the whole field and ``publish``es; rank 1 ``receive``s, reads all
 of it (a checked sum) and ``release``s; the handoff ends when rank 0 has the release
 back. Both sides wait with backoff, as in ``couple``. ``touch`` (the same write and
@@ -53,11 +54,12 @@ def _handoff_loop(rank: int, endpoint: Any, cycles: int) -> list[float]:
 def _handoffs(world: Any, node_comm: Any, name: str, n: int, staging: str,
               total: int) -> tuple[list[float], float]:
     """Open channel ``name``, run ``total`` handoffs, close it; rank 0 gets (times, copied)."""
-    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel, slots_for
 
     rank = world.Get_rank()
     spec = SlotSpec(1, (n, n), DTYPE)
-    ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging)
+    ctx = ChannelContext(world=world, node_comm=node_comm, staging_dir=staging,
+                         slots=slots_for("time"))
     channel = open_channel(name, ctx, spec if rank == 0 else None)
     endpoint = channel.sender((1,)) if rank == 0 else channel.receiver(0, spec, total)
     times = _handoff_loop(rank, endpoint, total)[WARMUP:]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel, slots_for
 from tcoupled.coupling.channels.copies import CopyLedger
 from tcoupled.coupling.schedule import (
     DigestLog,
@@ -63,7 +63,8 @@ class CoupledRank:
         self.xp = __import__(xp_name)
         ctx = ChannelContext(world=self.world, node_comm=self.layout.node_comm,
                              staging_dir=Path(self.config.out) / "staging", timer=self.timer,
-                             xp=self.xp, ledger=self.ledger)
+                             xp=self.xp, ledger=self.ledger,
+                             slots=slots_for(self.config.division))
         channel = open_channel(self.config.channel, ctx, spec)
         if self.trains:
             self.trainer = self._build_trainer()

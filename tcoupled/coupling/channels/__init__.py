@@ -11,7 +11,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tcoupled.coupling.channels.base import Channel, ChannelContext, Receiver, Sender, SlotSpec
+from tcoupled.coupling.channels.base import (
+    Channel,
+    ChannelContext,
+    Receiver,
+    Sender,
+    SlotSpec,
+    slots_for,
+)
 from tcoupled.runtime.errors import ConfigError
 
 #: channel name -> "module:class"
@@ -54,4 +61,4 @@ def open_channel(name: str, ctx: ChannelContext, spec: SlotSpec | None) -> Any:
 
 
 __all__ = ["CHANNELS", "ZERO_COPY", "Channel", "ChannelContext", "Receiver", "Sender",
-           "SlotSpec", "channel_class", "default_channel", "open_channel"]
+           "SlotSpec", "channel_class", "default_channel", "open_channel", "slots_for"]
