@@ -18,6 +18,7 @@ measured cycle is the faster one's or within 10% of it.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> in
 
 def sizes(quick: bool) -> dict:
     """Cycles per launch and launches per case."""
-    return {"cycles": 3, "launches": 1} if quick else {"cycles": 6, "launches": 3}
+    return {"cycles": 3, "launches": 1} if quick else {"cycles": 12, "launches": 3}
 
 
 def couple_flags(sim: int, train: int, channel: str | None, flags: tuple[str, ...],
@@ -171,23 +172,52 @@ def bench_handoff(out: Path) -> tuple[dict, str]:
     return handoff_from_bench_json(str(out / "bench.json"))
 
 
+def solver_to_training(workload: Any, costs: Any) -> float:
+    """The solver's cycle over the training iterations' (the calibrated costs).
+
+    The digest of a slot and the replay buffer's copies are coupling costs that grow
+    with the slot: counted in the prediction, not here.
+    """
+    return costs.sim_s / max(workload.train_iters * (costs.iter_s + costs.allreduce_s), 1e-12)
+
+
+def sized(sim: int, train: int, target: float, flags: tuple[str, ...],
+          cycles: int) -> tuple[tuple[str, ...], Any, Any, dict]:
+    """Flags and workload with ``K`` sim steps that reach ``target``, and its calibration.
+
+    :func:`steps_for` guesses ``K`` from a probe in this process; the calibration at
+    the run's rank counts (the replay buffer, DDP, the slot of ``K + 1`` frames) then
+    gives the ratio that counts, and ``K`` is rescaled from it, at most twice.
+    """
+    from tcoupled.coupling.costmodel import calibrate
+
+    steps = steps_for(sim, train, target, flags) if target else 0
+    for attempt in range(3):
+        sized_flags = (*flags, "--sim-steps", str(steps)) if steps else flags
+        workload = workload_of(sim, train, sized_flags, cycles)
+        costs, links = calibrate(workload)
+        if not target or attempt == 2:
+            break
+        ratio = solver_to_training(workload, costs)
+        frame = costs.slot_bytes // (workload.sim_steps + 1)  # one field of a sim rank
+        rescaled = int(min(max(4, round(steps * target / ratio)), MAX_SLOT_BYTES // frame - 1))
+        if abs(math.log(ratio / target)) < math.log(1.3) or rescaled == steps:
+            break
+        steps = rescaled
+    return sized_flags, workload, costs, links
+
+
 def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[list, dict]:
     """Calibrate, predict and measure both divisions of one workload; its rows and choice."""
     from dataclasses import asdict
 
-    from tcoupled.coupling.costmodel import calibrate, choose_division, predict
+    from tcoupled.coupling.costmodel import choose_division, predict
 
     sim, train, channel, target, flags = spec
-    if target:
-        flags = (*flags, "--sim-steps", str(steps_for(sim, train, target, flags)))
-    workload = workload_of(sim, train, flags, size["cycles"])
-    costs, links = calibrate(workload)
+    flags, workload, costs, links = sized(sim, train, target, flags, size["cycles"])
     links.update(override)
     chosen, why = choose_division(workload, channel, links, costs)
     rows = []
-    # the solver's cycle over the training iterations' (the digest of a slot is a
-    # coupling cost that grows with the slot, counted in the prediction, not here)
-    train_compute = workload.train_iters * (costs.iter_s + costs.allreduce_s)
     for division in ("time", "space"):
         link = channel or ("shm" if division == "time" else "mpi")
         parts = predict(costs, links[link], division, workload.train_iters, size["cycles"])
@@ -197,7 +227,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
                "channel": link, "ranks": sim + train, "sim_ranks": sim, "train_ranks": train,
                "sim_steps": workload.sim_steps, "target_ratio": target,
                "predicted_s": parts["steady_s"], "parts": parts,
-               "solver_to_training": costs.sim_s / max(train_compute, 1e-12)}
+               "solver_to_training": solver_to_training(workload, costs)}
         if found is None:
             row["failed"] = True
         else:
