@@ -48,3 +48,32 @@ def test_bench_channels_quick(tmp_path):
     assert not (tmp_path / "channels_scratch").exists()
     assert _redis_processes(tmp_path) == []
 
+
+
+def _row(channel, n, us, round_):
+    return {"channel": channel, "n": n, "dtype": "float32", "bytes": n * n * 4,
+            "handoff_us": us, "p10_us": us * 0.9, "p90_us": us * 1.1, "repeats": 5,
+            "bytes_copied": 0, "round": round_}
+
+
+def test_rounds_give_ratios_within_each_round():
+    from tcoupled.bench.channels import headline, merge_rounds, round_ratios
+
+    # a slow spell in round 1 doubles both touch and shm: the ratio within rounds stays 1.1
+    rows = [_row("touch", 64, 10.0, 0), _row("shm", 64, 30.0, 0)]
+    rows += [_row(c, 256, us * (2 if r == 1 else 1), r) for r in range(3)
+             for c, us in (("touch", 100.0), ("shm", 110.0))]
+    merged = {(r["channel"], r["n"]): r for r in merge_rounds(rows)}
+    assert merged[("touch", 256)]["rounds_us"] == [100.0, 200.0, 100.0]
+    assert merged[("touch", 256)]["handoff_us"] == 100.0
+    assert merged[("touch", 256)]["repeats"] == 15 and "round" not in merged[("touch", 256)]
+    assert merged[("shm", 256)]["p90_us"] == 220.0 * 1.1
+    assert merged[("shm", 64)]["rounds_us"] == [30.0]
+    ratios = round_ratios(rows)
+    assert ratios["shm"] == pytest.approx([1.1, 1.1, 1.1])
+    for row in merged.values():
+        row["touch_us"] = merged[("touch", row["n"])]["handoff_us"]
+    head = headline({"sizes": [64, 256], "rows": list(merged.values()), "rounds": 3,
+                     "round_ratios": ratios})
+    assert head["shm_over_touch"] == pytest.approx(1.1) and head["rounds"] == 3
+    assert head["shm_over_touch_rounds"] == pytest.approx([1.1, 1.1, 1.1])

@@ -7,7 +7,9 @@ per link, as ``couple --division time`` opens it): rank 0
 ``acquire``s, writes the whole field and ``publish``es; rank 1 ``receive``s, reads all
 of it (a checked sum) and ``release``s; the handoff ends when rank 0 has the release
 back. Both sides wait with backoff, as in ``couple``. ``touch`` (the same write and
-read with no channel) is timed on rank 0, the producer's process. The MPI library's own ping-pong
+read with no channel) is timed on rank 0, the producer's process. At the largest size
+the rows take ``--rounds`` turns (each a share of ``--min-time``), so that a ratio can
+be taken within one round, under one state of a shared machine. The MPI library's own ping-pong
 (``Send``/``Recv`` there and back, plain NumPy buffers) runs in the same job for
 reference. Rank 0 prints ``RESULT {json}``.
 """
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", required=True)
     parser.add_argument("--staging", required=True)
     parser.add_argument("--min-time", type=float, default=0.3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="at the largest size, run every row this many times in turn")
     args = parser.parse_args(argv)
     from tcoupled.runtime.mpienv import init_mpi
 
@@ -184,11 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     rows, pings = [], []
     for n in args.sizes:
         pings.append(ping_pong(world, n, args.min_time))
-        rows.append(touch_on_rank0(world, n, args.min_time))
-        rows.append(touch_across(world, node_comm, n, args.min_time))
-        for name in CHANNELS:
-            rows.append(channel_handoff(world, node_comm, name, n, args.staging,
-                                        args.min_time))
+        rounds = args.rounds if n == args.sizes[-1] else 1
+        for index in range(rounds):  # the rows take turns: a ratio compares one round's
+            found = [touch_on_rank0(world, n, args.min_time / rounds),
+                     touch_across(world, node_comm, n, args.min_time / rounds)]
+            found += [channel_handoff(world, node_comm, name, n, args.staging,
+                                      args.min_time / rounds) for name in CHANNELS]
+            rows += [{**row, "round": index} for row in found if row is not None]
     node_comm.Free()
     if world.Get_rank() == 0:
         print_result({"rows": rows, "ping_pong": pings, "node": node,
