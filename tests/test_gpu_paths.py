@@ -23,11 +23,11 @@ def _host_tensor(array):
     return torch.from_numpy(view_pointer(cai["data"][0], cai["shape"], cai["typestr"]))
 
 
-@pytest.fixture
-def fake_gpu(monkeypatch, comm_self):
+@pytest.fixture(params=[1, 2], ids=["time-division-1-slot", "space-division-2-slots"])
+def fake_gpu(monkeypatch, comm_self, request):
     FakeCupy.reset()
     monkeypatch.setattr(shm_module, "as_tensor", _host_tensor)
-    ctx = ChannelContext(world=comm_self, node_comm=comm_self, xp=FakeCupy, slots=2)
+    ctx = ChannelContext(world=comm_self, node_comm=comm_self, xp=FakeCupy, slots=request.param)
     channel = open_channel("shm", ctx, SPEC)
     yield ctx, channel
     channel.close()
@@ -51,7 +51,8 @@ def test_cuda_ipc_slots_are_read_where_the_sender_wrote_them(fake_gpu):
     sender.close()
     receiver.close()
     runtime = FakeCupy.cuda.runtime
-    assert sorted(runtime.closed) == sorted(runtime.opened) and len(runtime.opened) == 2
+    assert sorted(runtime.closed) == sorted(runtime.opened)
+    assert len(runtime.opened) == ctx.slots     # one IPC allocation per slot, opened once
 
 
 def test_slot_released_only_after_the_reading_stream_finished(fake_gpu, monkeypatch):
