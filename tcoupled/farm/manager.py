@@ -51,7 +51,7 @@ from tcoupled.farm.worker import (
     TAG_TASK,
     serve_worker,
 )
-from tcoupled.runtime.waiting import wait_for_message
+from tcoupled.runtime.waiting import wait_for_message, wait_polling
 
 QUEUE_DEPTH = 2  # tasks (or chunks) a worker holds: the one it runs and the next
 
@@ -80,6 +80,9 @@ class Manager:
         self._cancelled = False
         self._in_flight = 0  # tasks handed out, in chunks or alone, not yet returned
         self._ready: Any = deque()  # results of a finished chunk not yet returned one by one
+        #: chunks on their way: sent without waiting, as a blocking send of a message past
+        #: the eager limit would wait until the worker, busy with its running chunk, takes it
+        self._sending: list = []
         self._local = runner_type(task, timeout) if size == 1 else None
         if self._local is not None:
             self._local.start()
@@ -130,7 +133,9 @@ class Manager:
         self.queues[worker].append((list(task_ids), data, self.stats.elapsed()))
         self._in_flight += len(task_ids)
         if self._local is None:
-            self.comm.send((task_ids[0], len(task_ids), data), dest=worker, tag=TAG_CHUNK)
+            self._sending = [r for r in self._sending if not r.Test()]
+            self._sending.append(self.comm.isend((task_ids[0], len(task_ids), data),
+                                                 dest=worker, tag=TAG_CHUNK))
         return worker
 
     def cancel_queued(self) -> None:
@@ -230,6 +235,8 @@ class Manager:
         if self._local is not None:
             self._local.close()
             return
+        if not self.n_running:  # every chunk was answered, so every one was received
+            wait_polling(self._sending)
         for worker in self.workers:
             self.comm.send(None, dest=worker, tag=TAG_STOP)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tcoupled.farm.isolation import IsolatedRunner
 from tcoupled.runtime.faults import armed, inject
-from tcoupled.runtime.waiting import wait_for_message
+from tcoupled.runtime.waiting import wait_for_message, wait_polling
 
 TAG_TASK, TAG_RESULT, TAG_STOP, TAG_CANCEL, TAG_CHUNK = 11, 12, 13, 14, 15
 CANCELLED = "cancelled"  # status of a queued task dropped by cancel_queued, never run
@@ -38,12 +38,16 @@ def serve_worker(farm_comm: Any, task: str, timeout: float,
     rank = farm_comm.Get_rank()
     received = 0
     cancelling = False  # a cancel is on its way: answer the tasks sent before it unrun
+    # A chunk's answer goes out without waiting (a blocking send of a message past the
+    # eager limit would wait, spinning, for the manager); completed before the next one.
+    answering: list = []
     try:
         while True:
             wait_for_message(farm_comm, 0, mpi.ANY_TAG, status)
             tag = status.Get_tag()
             message = farm_comm.recv(source=0, tag=tag)
             if tag == TAG_STOP:
+                wait_polling(answering)
                 return
             if tag == TAG_CANCEL:  # messages from one sender arrive in order: all answered
                 cancelling = False
@@ -60,13 +64,15 @@ def serve_worker(farm_comm: Any, task: str, timeout: float,
                         inject("farm", "task", index, rank)
                 received += count
                 segments = runner.run_chunk(data, count)
-                answer: tuple = (first_id, segments, time.perf_counter() - start)
-            else:
-                task_id, payload = message
-                inject("farm", "task", received, rank)
-                received += 1
-                answer = (task_id, *runner.run(payload), time.perf_counter() - start)
-            farm_comm.send(answer, dest=0, tag=TAG_RESULT)
+                wait_polling(answering)
+                answering = [farm_comm.isend((first_id, segments, time.perf_counter() - start),
+                                             dest=0, tag=TAG_RESULT)]
+                continue
+            task_id, payload = message
+            inject("farm", "task", received, rank)
+            received += 1
+            farm_comm.send((task_id, *runner.run(payload), time.perf_counter() - start),
+                           dest=0, tag=TAG_RESULT)
     finally:
         runner.close()
 
