@@ -131,3 +131,35 @@ def test_manager_keeps_the_next_task_queued_at_each_worker():
         manager._finish(1, (3, "ok", 1.0, "", 0.001))  # a worker runs its tasks in order
     with pytest.raises(ValueError, match="depth must be at least 1, got 0"):
         Manager(comm, "tcoupled.farm.manager:noop_task", 5.0, depth=0)
+
+
+def test_chunk_records_carry_any_picklable_value_and_fail_the_rest():
+    import pickle
+
+    from tcoupled.farm import chunks
+
+    def task(payload):
+        if payload == "buffer":  # pickles only at protocol 5: the record falls back
+            return pickle.PickleBuffer(b"abc")
+        if payload == "lambda":
+            return lambda: None  # cannot be pickled at all: this task fails
+        shared = [payload]
+        return {"twice": [shared, shared], "payload": payload}  # memo references
+
+    payloads = [1, "buffer", 2, "lambda", 3]
+    board = chunks.new_board()
+    try:
+        chunks.reset(board, 0)
+        chunks.run_chunk(task, chunks.request(0, len(payloads), pickle.dumps(payloads)), board)
+        done, end = chunks.progress(board)
+        outcomes = chunks.decode([("records", done, chunks.records(board, end))])
+    finally:
+        os.close(board)
+    assert done == len(payloads)
+    assert [o[0] for o in outcomes] == ["ok", "ok", "ok", "failed", "ok"]
+    assert bytes(outcomes[1][1]) == b"abc" and "could not be pickled" in outcomes[3][2]
+    for (status, value, _, seconds), payload in zip(outcomes, payloads):
+        if isinstance(payload, int):
+            assert value == {"twice": [[payload], [payload]], "payload": payload}
+            assert value["twice"][0] is value["twice"][1]  # shared as it was
+        assert seconds >= 0

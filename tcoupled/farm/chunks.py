@@ -5,7 +5,7 @@ them to its helper unopened, and the outcomes come back as bytes the worker forw
 unopened again; only the manager and the helper pickle.
 
 The helper writes each task's outcome ``(status, value, error, seconds)``, as soon as
-the task returns, as one pickle into a shared-memory *board* (a ``memfd`` that worker
+the task returns, as one pickle (a *record*) into a shared-memory *board* (a ``memfd`` that worker
 and helper both hold), then the board's header: how many tasks of the chunk are done
 and where their records end. So the header also names the task now running, and what
 finished before a crash or a hang survives it: the worker takes the records up to the
@@ -20,7 +20,6 @@ status, error)`` (one failure, or a chunk cancelled unrun).
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 import pickle
@@ -35,6 +34,10 @@ SPAN = struct.Struct("qq")  # a request's first task still to run, and its chunk
 CHUNK = b"C"  # first byte of a chunk request (a single task's request is a pickle: 0x80)
 DONE = b"d"  # the helper's answer when the chunk is done; the outcomes are on the board
 BOARD_BYTES = 1 << 20  # initial board size; the helper grows it for large outcomes
+#: records are pickles at protocol 3, whose memo opcodes name their slots (BINPUT n,
+#: BINGET n; protocol 4 numbers them implicitly): so, each without its STOP, they
+#: concatenate into the items of one list, decoded in one ``pickle.loads``
+RECORD_PROTOCOL = 3
 
 Outcome = tuple[str, Any, str, float]  # status, value, error, seconds in the helper
 
@@ -85,26 +88,46 @@ def run_chunk(func: Callable[[Any], Any], message: bytes, fd: int) -> None:
     began = clock()
     for index in range(start, count):
         if payloads is None:
-            outcome: tuple = ("failed", None, broken)
+            status, value, error = "failed", None, broken
         else:
             try:
-                outcome = ("ok", func(payloads[index]), "")
+                status, value, error = "ok", func(payloads[index]), ""
             except BaseException as exc:  # noqa: BLE001 - every failure is a result
-                outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
+                status, value, error = "failed", None, f"{type(exc).__name__}: {exc}"
         ended = clock()
         try:
-            record = dumps((*outcome, ended - began), 5)
-        except BaseException as exc:  # noqa: BLE001 - an unpicklable value fails its task
-            record = dumps(("failed", None, f"result could not be pickled: {exc}",
-                            ended - began), 5)
+            record = dumps((status, value, error, ended - began), RECORD_PROTOCOL)
+        except BaseException:  # noqa: BLE001 - see _fallback
+            record = _fallback((status, value, error, ended - began))
         try:
             board.write(record)
         except ValueError:  # the board is full: grow it (the worker reads with pread)
             board = _grown(board, fd, len(record))
             board.write(record)
+        board.seek(-1, 1)  # drop the STOP: the records run on as the items of one list
         pack(board, 0, index + 1, board.tell())
         began = ended
     board.close()
+
+
+class _Pickled:
+    """An outcome pickled at the highest protocol, carried in a protocol-3 record."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple:
+        return pickle.loads, (self.data,)
+
+
+def _fallback(outcome: Outcome) -> bytes:
+    """The record of an outcome protocol 3 cannot pickle: the highest protocol, else failed."""
+    try:
+        return pickle.dumps(_Pickled(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)),
+                            RECORD_PROTOCOL)
+    except BaseException as exc:  # noqa: BLE001 - an unpicklable value fails its task
+        return pickle.dumps(("failed", None, f"result could not be pickled: {exc}",
+                             outcome[3]), RECORD_PROTOCOL)
 
 
 def _grown(board: mmap.mmap, fd: int, extra: int) -> mmap.mmap:
@@ -122,9 +145,11 @@ def decode(segments: list[tuple]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for segment in segments:
         kind = segment[0]
-        if kind == "records":
-            unpickler = pickle.Unpickler(io.BytesIO(segment[2]))
-            outcomes.extend(unpickler.load() for _ in range(segment[1]))
+        if kind == "records":  # pickles without their STOP: the items of one list
+            found = pickle.loads(b"(" + segment[2] + b"l.")
+            if len(found) != segment[1]:
+                raise ValueError(f"{len(found)} records where {segment[1]} were written")
+            outcomes.extend(found)
         elif kind == "list":
             outcomes.extend(segment[1])
         elif kind == "same":
