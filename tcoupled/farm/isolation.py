@@ -5,6 +5,10 @@ process, so no MPI state is duplicated). It imports the task function once and t
 serves tasks, so a task costs a pipe round trip. A crash (segfault, ``os._exit``), a hang
 past the timeout or an exception is returned as a failure with its reason; a dead helper
 is replaced before the next task. The helper runs with one OpenMP thread.
+
+:meth:`IsolatedRunner.run_chunk` hands the helper a whole chunk of tasks in one round
+trip, still isolating each task: the helper reports its progress on a shared-memory
+board (:mod:`tcoupled.farm.chunks`), which names the task a crash or a hang hit.
 """
 
 from __future__ import annotations
