@@ -158,7 +158,7 @@ def test_chunk_records_carry_any_picklable_value_and_fail_the_rest():
     assert done == len(payloads)
     assert [o[0] for o in outcomes] == ["ok", "ok", "ok", "failed", "ok"]
     assert bytes(outcomes[1][1]) == b"abc" and "could not be pickled" in outcomes[3][2]
-    for (status, value, _, seconds), payload in zip(outcomes, payloads):
+    for (_, value, _, seconds), payload in zip(outcomes, payloads):
         if isinstance(payload, int):
             assert value == {"twice": [[payload], [payload]], "payload": payload}
             assert value["twice"][0] is value["twice"][1]  # shared as it was
