@@ -1,4 +1,4 @@
-"""Run under mpiexec: a farm of misbehaving tasks, then 400 tiny tasks (who ran them).
+"""Run under mpiexec: a farm of misbehaving tasks, 400 tiny tasks (who ran them), chunks.
 
 Exits non-zero (and aborts every rank) if any expectation fails; rank 0
 prints the overhead figures as ``OVERHEAD <json>``.
@@ -41,11 +41,38 @@ def pid_tasks(manager):
             "helpers": {w: sorted(p) for w, p in helpers.items()}, "per_worker": counts}
 
 
+CHUNK_KINDS = ["pid", "pid", "crash", "pid", "ok", "hang", "ok", "raise", "ok", "exit", "pid"]
+
+
+def check_chunks(manager):
+    """Chunked results equal the per-task ones; a failure in a chunk fails only its task."""
+    payloads = [{"kind": "ok", "value": i} for i in range(203)]
+    single = map_tasks(manager, payloads)
+    chunked = map_tasks(manager, payloads, chunksize=7)
+    assert [(r.task_id, r.status, r.value) for r in chunked] == [
+        (r.task_id, r.status, r.value) for r in single], "chunked results differ"
+    assert {r.worker for r in chunked} == {1, 2}, "both workers must have had chunks"
+    payloads = [{"kind": kind, "value": i} for i, kind in enumerate(CHUNK_KINDS)]
+    results = map_tasks(manager, payloads, chunksize=len(payloads))  # one chunk, one worker
+    assert [r.task_id for r in results] == list(range(len(CHUNK_KINDS)))
+    failed = {i for i, r in enumerate(results) if r.status == "failed"}
+    assert failed == {2, 5, 7, 9}, [(r.status, r.error) for r in results]
+    errors = [r.error for r in results]
+    assert errors[2].startswith("crash") and "SIGABRT" in errors[2], errors
+    assert errors[5].startswith("timeout") and "exit status 7" in errors[9], errors
+    assert errors[7] == "RuntimeError: SCF did not converge", errors
+    assert [results[i].value for i in (4, 6, 8)] == [4.0, 6.0, 8.0]
+    pids = [r.value for r in results]  # a fresh helper after the crash, the hang, the exit
+    assert pids[0] == pids[1] and len({pids[0], pids[3], pids[10]}) == 3, pids
+    return manager.report()
+
+
 def main():
     comm = init_mpi().COMM_WORLD.Dup()
     try:
         report = run_farm(comm, "farm_tasks:misbehave", 2.0, check_misbehaving)
         overhead = run_farm(comm, "farm_tasks:misbehave", 5.0, pid_tasks)
+        chunked = run_farm(comm, "farm_tasks:misbehave", 1.0, check_chunks)
     except BaseException:
         import traceback
 
@@ -54,6 +81,7 @@ def main():
     if comm.Get_rank() == 0:
         print("FARM", json.dumps(report))
         print("OVERHEAD", json.dumps(overhead))
+        print("CHUNKS", json.dumps(chunked))
     sys.stdout.flush()
 
 

@@ -18,7 +18,8 @@ from mpitools import check, tcoupled
 @pytest.mark.mpi
 def test_bench_farm_quick(tmp_path):
     proc = check(tcoupled("bench", "farm", "--quick", "--out", str(tmp_path), timeout=140))
-    assert "farm / Parsl HTEX" in proc.stdout or "skipped: parsl is not installed" in proc.stdout
+    assert ("chunked: farm / Parsl HTEX" in proc.stdout
+            or "skipped: parsl is not installed" in proc.stdout)
     results = json.loads((tmp_path / "bench.json").read_text())["farm"]
     rows = results["rows"]
     for workers in (1, 2):
@@ -35,6 +36,18 @@ def test_bench_farm_quick(tmp_path):
                     assert row["tasks_per_s"] in row["repeats_tasks_per_s"]
     tuned = bench_farm.pick(rows, "mpi4py.futures-tuned", "noop", 2)
     assert tuned["settings"] == {"backoff_s": 5e-4, "chunksize": 25}
+    # the farm gets the same chunks of no-ops; xTB tasks, and farm-per-task, one a message
+    for runner, isolation in (("farm", True), ("farm-no-isolation", False)):
+        for workers, chunk in ((1, 50), (2, 25)):
+            row = bench_farm.pick(rows, runner, "noop", workers)
+            assert row["settings"] == {"chunksize": chunk, "isolation": isolation}
+            assert bench_farm.pick(rows, runner, "xtb", workers)["settings"]["chunksize"] == 1
+    for workers in (1, 2):
+        per_task = bench_farm.pick(rows, "farm-per-task", "noop", workers)
+        assert per_task["settings"] == {"chunksize": 1, "isolation": True}
+        assert per_task["failed"] == 0 and per_task["tasks"] % 200 == 0
+        assert bench_farm.pick(rows, "farm-per-task", "xtb", workers) is None
+        assert per_task["values"] == bench_farm.pick(rows, "farm", "noop", workers)["values"]
     assert bench_farm.pick(rows, "mpi4py.futures", "noop", 2)["settings"]["chunksize"] == 1
     farm_noop = bench_farm.pick(rows, "farm", "noop", 2)
     assert 0 <= farm_noop["overhead_ms_per_task"] < 5, farm_noop
@@ -54,8 +67,15 @@ def test_bench_farm_quick(tmp_path):
         assert results["headline"]["farm_over_parsl"] > 0
         assert results["headline"]["farm_over_parsl_per_task"] > 0
     head = results["headline"]
-    assert set(head["tasks_per_s"]) >= {"farm", "farm-no-isolation", "mpi4py.futures",
-                                        "mpi4py.futures-tuned"}
+    assert set(head["tasks_per_s"]) >= {"farm", "farm-no-isolation", "farm-per-task",
+                                        "mpi4py.futures", "mpi4py.futures-tuned"}
+    rate = {r: q["median"] for r, q in head["tasks_per_s"].items()}
+    assert head["farm_over_mpi4py_futures_tuned"] == pytest.approx(
+        rate["farm"] / rate["mpi4py.futures-tuned"])
+    assert head["farm_over_mpi4py_futures"] == pytest.approx(
+        rate["farm-per-task"] / rate["mpi4py.futures"])
+    assert head["farm_overhead_ms_per_task"] == (
+        head["overhead_ms_per_task"]["farm-per-task"]["median"])
     for q in head["tasks_per_s"].values():
         assert q["q1"] <= q["median"] <= q["q3"] and q["n"] == 2
     assert head["isolation_cost_ms_per_task"] == pytest.approx(

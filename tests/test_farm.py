@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -45,15 +46,46 @@ def test_one_rank_farm_runs_tasks_on_the_manager():
 
 
 @pytest.mark.faults
+@pytest.mark.timeout(60)
+def test_one_rank_farm_runs_chunks_with_isolation_per_task():
+    kinds = ["pid", "pid", "crash", "pid", "hang", "raise", "ok", "exit", "pid"]
+    payloads = [{"kind": kind, "value": i} for i, kind in enumerate(kinds)]
+    manager = Manager(None, TASK, timeout=1.0)
+    try:
+        start = time.perf_counter()
+        results = map_tasks(manager, payloads, chunksize=4)
+        took = time.perf_counter() - start
+        again = map_tasks(manager, [{"kind": "ok", "value": v} for v in range(10)], chunksize=3)
+    finally:
+        manager.shutdown()
+    assert [r.task_id for r in results] == list(range(len(kinds)))
+    assert [r.status for r in results] == ["ok", "ok", "failed", "ok", "failed", "failed",
+                                           "ok", "failed", "ok"]
+    errors = [r.error for r in results]
+    assert "SIGABRT" in errors[2] and errors[2].startswith("crash")
+    assert errors[4].startswith("timeout") and errors[5] == "RuntimeError: SCF did not converge"
+    assert "exit status 7" in errors[7] and results[6].value == 6.0
+    # the tasks before the crash ran in one helper; the rest of the chunk in a fresh one
+    pids = [r.value for r in results]
+    assert pids[0] == pids[1] and pids[3] not in (pids[0], pids[8])
+    assert 1.0 <= took < 5, took  # the hang was killed after its timeout, not before
+    assert [r.value for r in again] == [float(v) for v in range(10)]
+    assert manager.report()["tasks"] == 19
+
+
+@pytest.mark.faults
 @pytest.mark.timeout(120)
 @pytest.mark.mpi
 def test_mpi_farm_records_failures_and_reuses_one_helper_per_worker():
+    # this checkout's package first (an editable install may point at another one)
     proc = python_mpi(REPO / "tests" / "farm_script.py", ranks=3, timeout=100,
-                      env={"PYTHONPATH": str(REPO / "tests")})
+                      env={"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
-                 if line.startswith(("FARM ", "OVERHEAD ")))
+                 if line.startswith(("FARM ", "OVERHEAD ", "CHUNKS ")))
     farm, overhead = json.loads(lines["FARM"]), json.loads(lines["OVERHEAD"])
+    # chunks (checked in the script): 2 x 203 tasks, then one chunk of 11 (4 failed)
+    assert json.loads(lines["CHUNKS"])["tasks"] == 2 * 203 + 11
     assert farm["tasks"] == 10 and set(farm["worker_busy_s"]) == {"1", "2"}
     # What makes a task cheap (speed itself is measured in `bench farm`): every task
     # runs once, in the one helper process its worker started -- no process per task
@@ -99,3 +131,35 @@ def test_manager_keeps_the_next_task_queued_at_each_worker():
         manager._finish(1, (3, "ok", 1.0, "", 0.001))  # a worker runs its tasks in order
     with pytest.raises(ValueError, match="depth must be at least 1, got 0"):
         Manager(comm, "tcoupled.farm.manager:noop_task", 5.0, depth=0)
+
+
+def test_chunk_records_carry_any_picklable_value_and_fail_the_rest():
+    import pickle
+
+    from tcoupled.farm import chunks
+
+    def task(payload):
+        if payload == "buffer":  # pickles only at protocol 5: the record falls back
+            return pickle.PickleBuffer(b"abc")
+        if payload == "lambda":
+            return lambda: None  # cannot be pickled at all: this task fails
+        shared = [payload]
+        return {"twice": [shared, shared], "payload": payload}  # memo references
+
+    payloads = [1, "buffer", 2, "lambda", 3]
+    board = chunks.new_board()
+    try:
+        chunks.reset(board, 0)
+        chunks.run_chunk(task, chunks.request(0, len(payloads), pickle.dumps(payloads)), board)
+        done, end = chunks.progress(board)
+        outcomes = chunks.decode([("records", done, chunks.records(board, end))])
+    finally:
+        os.close(board)
+    assert done == len(payloads)
+    assert [o[0] for o in outcomes] == ["ok", "ok", "ok", "failed", "ok"]
+    assert bytes(outcomes[1][1]) == b"abc" and "could not be pickled" in outcomes[3][2]
+    for (_, value, _, seconds), payload in zip(outcomes, payloads):
+        if isinstance(payload, int):
+            assert value == {"twice": [[payload], [payload]], "payload": payload}
+            assert value["twice"][0] is value["twice"][1]  # shared as it was
+        assert seconds >= 0

@@ -6,8 +6,10 @@ workers on loopback), on no-op tasks (the runner's own cost) and on GFN2 xTB ion
 energies of small molecules (real work), at 1 and 2 workers. Each competitor runs at its
 defaults and at its documented best settings: ``mpi4py.futures`` with the farm's longest
 polling sleep as ``MPI4PY_FUTURES_BACKOFF`` and four chunks per worker, Parsl with the
-tasks bundled into four apps per worker. The farm runs with its crash/timeout isolation
-(a helper process per worker) and without it, so the isolation's cost is measured. No-op
+tasks bundled into four apps per worker. The farm gets the same chunks (``farm``, and
+``farm-no-isolation``: isolation's cost) and runs one task per message too
+(``farm-per-task``, what the active learner uses), always with its crash/timeout
+isolation per task except in ``farm-no-isolation``; xTB tasks go one per message. No-op
 throughput is timed in ``repeats`` windows of at least ``window_s`` seconds each and
 reported as median and interquartile range. Each task reports its own run time, so a
 runner's overhead per task is the worker time not spent inside tasks:
@@ -27,11 +29,14 @@ from typing import Any
 NAME = "farm"
 DRIVER = "tcoupled.bench.farm_driver"
 LAUNCH_TIMEOUT_S = 600
-#: runner name -> driver argument; the farm first, then its competitors
+#: runner name -> driver argument; the farm first, then its competitors. Chunked no-op
+#: batches: farm, farm-no-isolation, mpi4py.futures-tuned, parsl-htex (``settings``)
 RUNNERS = {"farm": "farm", "farm-no-isolation": "farm-no-isolation",
+           "farm-per-task": "farm-per-task",
            "mpi4py.futures": "futures", "mpi4py.futures-tuned": "futures-tuned",
            "parsl-htex": "parsl", "parsl-htex-per-task": "parsl-per-task"}
 PARSL_RUNNERS = ("parsl-htex", "parsl-htex-per-task")
+NOOP_ONLY = ("farm-per-task",)  # its xTB tasks would repeat the farm row's (one per message)
 LEFTOVERS: list[str] = []  # processes found alive after their job had exited
 
 
@@ -121,6 +126,8 @@ def run_one(runner: str, workers: int, batches: str, size: dict, out: Path) -> l
     """Rows of one runner at one worker count; a skipped or failed runner gives one row."""
     if runner in PARSL_RUNNERS and not parsl_available():
         return [{"runner": runner, "workers": workers, "skipped": "parsl is not installed"}]
+    if runner in NOOP_ONLY:
+        batches = ",".join(b for b in batches.split(",") if b.startswith("noop:"))
     rows, why = launch(driver_command(runner, workers, batches, size, out),
                        extra_env=runner_env(runner))
     if not rows:
@@ -179,9 +186,11 @@ def noop_spread(row: dict, key: str = "repeats_tasks_per_s") -> dict:
 def headline(results: dict, workers: int = 2) -> dict:
     """No-op tasks/s and overhead per runner at ``workers`` workers, ratios and targets.
 
-    ``farm_over_parsl`` sets the farm against Parsl at its advised settings (chunked
-    apps); ``farm_over_parsl_per_task`` against one Parsl app per task, which is what an
-    active learner that submits each task as the last one finishes can use.
+    Like with like: the chunked farm (``farm``) against the chunked competitors
+    (``farm_over_parsl``: Parsl at its advised settings, ``..._futures_tuned``), the
+    farm's one task per message (``farm-per-task``, what the active learner uses)
+    against one task per app or future (``farm_over_parsl_per_task``,
+    ``farm_over_mpi4py_futures``); the overhead target is the per-task farm's.
     """
     rows = results["rows"]
     head: dict[str, Any] = {"workers": workers, "tasks_per_s": {}, "overhead_ms_per_task": {}}
@@ -192,18 +201,18 @@ def headline(results: dict, workers: int = 2) -> dict:
             head["overhead_ms_per_task"][runner] = noop_spread(row, "repeats_overhead_ms")
     rate = {r: v["median"] for r, v in head["tasks_per_s"].items()}
     cost = {r: v["median"] for r, v in head["overhead_ms_per_task"].items()}
-    if "farm" in rate:
-        for other, key in (("parsl-htex", "farm_over_parsl"),
-                           ("parsl-htex-per-task", "farm_over_parsl_per_task"),
-                           ("mpi4py.futures", "farm_over_mpi4py_futures"),
-                           ("mpi4py.futures-tuned", "farm_over_mpi4py_futures_tuned")):
-            if other in rate:
-                head[key] = rate["farm"] / rate[other]
-        head["farm_overhead_ms_per_task"] = cost["farm"]
-        head["overhead_target_met"] = cost["farm"] <= 0.15
-        if "farm_over_parsl" in head:
-            head["farm_over_parsl_target_met"] = head["farm_over_parsl"] >= 10
-    if "farm" in cost and "farm-no-isolation" in cost:
+    for farm, other, key in (("farm", "parsl-htex", "farm_over_parsl"),
+                             ("farm", "mpi4py.futures-tuned", "farm_over_mpi4py_futures_tuned"),
+                             ("farm-per-task", "parsl-htex-per-task", "farm_over_parsl_per_task"),
+                             ("farm-per-task", "mpi4py.futures", "farm_over_mpi4py_futures")):
+        if farm in rate and other in rate:
+            head[key] = rate[farm] / rate[other]
+    if "farm_over_parsl" in head:
+        head["farm_over_parsl_target_met"] = head["farm_over_parsl"] >= 10
+    if "farm-per-task" in cost:
+        head["farm_overhead_ms_per_task"] = cost["farm-per-task"]
+        head["overhead_target_met"] = cost["farm-per-task"] <= 0.15
+    if "farm" in cost and "farm-no-isolation" in cost:  # both chunked
         head["isolation_cost_ms_per_task"] = cost["farm"] - cost["farm-no-isolation"]
     farm_xtb = pick(rows, "farm", "xtb", workers)
     if farm_xtb:
@@ -215,9 +224,12 @@ def headline(results: dict, workers: int = 2) -> dict:
 
 
 def table(results: dict) -> list[str]:
-    """Printable rows (median of the windows, with quartiles), then the headline ratios."""
-    lines = [f"{'runner':<21} {'task':<5} {'workers':>7} {'tasks':>7} {'tasks/s':>9} "
-             f"{'IQR tasks/s':>17} {'overhead ms/task':>16}"]
+    """Printable rows (median of the windows, with quartiles), then the headline ratios.
+
+    ``chunk`` is the tasks per message (per app, per future) of the row's batch.
+    """
+    lines = [f"{'runner':<21} {'task':<5} {'workers':>7} {'chunk':>5} {'tasks':>7} "
+             f"{'tasks/s':>9} {'IQR tasks/s':>17} {'overhead ms/task':>16}"]
     for r in results["rows"]:
         if "skipped" in r:
             lines.append(f"{r['runner']:<21} {'-':<5} {r['workers']:>7} skipped: {r['skipped']}")
@@ -226,22 +238,26 @@ def table(results: dict) -> list[str]:
         if r["task"] == "noop":
             q = noop_spread(r)
             iqr = f"{q['q1']:.0f}-{q['q3']:.0f}"
-        lines.append(f"{r['runner']:<21} {r['task']:<5} {r['workers']:>7} {r['tasks']:>7} "
-                     f"{r['tasks_per_s']:>9.1f} {iqr:>17} {r['overhead_ms_per_task']:>16.3f}")
+        chunk = r.get("settings", {}).get("chunksize", 1)
+        lines.append(f"{r['runner']:<21} {r['task']:<5} {r['workers']:>7} {chunk:>5} "
+                     f"{r['tasks']:>7} {r['tasks_per_s']:>9.1f} {iqr:>17} "
+                     f"{r['overhead_ms_per_task']:>16.3f}")
     for eff in results["efficiency"]:
         lines.append(f"efficiency 1->2 workers, {eff['runner']} {eff['task']}: "
                      f"{eff['efficiency']:.2f}")
     head = results["headline"]
-    for key, what in (("farm_over_parsl", "Parsl HTEX (chunked)"),
-                      ("farm_over_parsl_per_task", "Parsl HTEX (an app per task)"),
-                      ("farm_over_mpi4py_futures", "mpi4py.futures (defaults)"),
-                      ("farm_over_mpi4py_futures_tuned", "mpi4py.futures (tuned)")):
+    for key, what in (("farm_over_parsl", "chunked: farm / Parsl HTEX"),
+                      ("farm_over_mpi4py_futures_tuned", "chunked: farm / mpi4py.futures tuned"),
+                      ("farm_over_parsl_per_task", "per task: farm / Parsl HTEX"),
+                      ("farm_over_mpi4py_futures", "per task: farm / mpi4py.futures")):
         if key in head:
-            lines.append(f"farm / {what} no-op throughput at {head['workers']} workers: "
+            lines.append(f"{what} no-op throughput at {head['workers']} workers: "
                          f"{head[key]:.2f}x")
+    if "farm_overhead_ms_per_task" in head:
+        lines.append(f"farm overhead, one task per message: "
+                     f"{head['farm_overhead_ms_per_task']:.4f} ms/task")
     if "isolation_cost_ms_per_task" in head:
-        lines.append(f"farm overhead {head['farm_overhead_ms_per_task']:.3f} ms/task, of which "
-                     f"isolation {head['isolation_cost_ms_per_task']:.3f} ms")
+        lines.append(f"isolation cost, chunked: {head['isolation_cost_ms_per_task']:.4f} ms/task")
     lines.append(f"leftover processes: {len(results['leftover_processes'])}")
     return lines
 

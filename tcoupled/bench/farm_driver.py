@@ -2,9 +2,12 @@
 
 Runners (the first argument):
 
-``farm`` / ``farm-no-isolation``
+``farm`` / ``farm-no-isolation`` / ``farm-per-task``
     the tcoupled MPI task farm over ``COMM_WORLD`` (run under ``mpiexec -n W+1``), with
     its helper process per worker, or with tasks called in the worker (isolation's cost);
+    no-op batches in four chunks per worker (the chunks Parsl and tuned futures get),
+    except ``farm-per-task``: one task per message, as the active learner submits them.
+    xTB batches always run one task per message;
 ``futures`` / ``futures-tuned``
     ``mpi4py.futures.MPIPoolExecutor`` (run as ``mpiexec -n W+1 python -m
     mpi4py.futures -m tcoupled.bench.farm_driver futures ...``), at its defaults or
@@ -149,33 +152,42 @@ def measure(runner: str, n_workers: int, map_batch: MapBatch,
 
 
 def run_farm(batches: list[tuple[str, int]], repeats: int, window_s: float, timeout: float,
-             isolate: bool = True) -> list | None:
+             isolate: bool = True, chunked: bool = True) -> list | None:
     """The MPI farm over ``COMM_WORLD``; the rows on rank 0, ``None`` elsewhere.
 
     ``isolate=False`` swaps the workers' helper process for an in-process call
     (:class:`~tcoupled.farm.isolation.InProcessRunner`), in this benchmark only: the
-    difference is what the crash and timeout isolation costs.
+    difference is what the crash and timeout isolation costs. ``chunked`` sends no-op
+    batches in four chunks per worker (:func:`chunk_size`); xTB tasks go one at a time.
     """
     from tcoupled.farm import manager as farm
+    from tcoupled.farm.isolation import InProcessRunner, IsolatedRunner
     from tcoupled.runtime.mpienv import init_mpi
 
-    if not isolate:
-        from tcoupled.farm.isolation import InProcessRunner
-
-        farm.IsolatedRunner = InProcessRunner  # this driver process only
     farm_comm = init_mpi().COMM_WORLD.Dup()
-    name = "farm" if isolate else "farm-no-isolation"
+    name = "farm" if chunked else "farm-per-task"
+    name = name if isolate else "farm-no-isolation"
+
+    def size(batch: list, workers: int) -> int:
+        return chunk_size(len(batch), workers) if chunked and batch[0]["kind"] == "noop" else 1
 
     def drive(manager: farm.Manager) -> list[dict]:
+        workers = len(manager.workers)
+
         def map_batch(batch: list) -> tuple[list[dict], int]:
-            results = farm.map_tasks(manager, batch)
+            results = farm.map_tasks(manager, batch, chunksize=size(batch, workers))
             good = [r.value for r in results if r.status == "ok"]
             return good, len(results) - len(good)
 
-        return measure(name, len(manager.workers), map_batch, batches, repeats, window_s)
+        rows = measure(name, workers, map_batch, batches, repeats, window_s)
+        for row in rows:
+            row["settings"] = {"chunksize": size(payloads(row["task"], row["batch"]), workers),
+                               "isolation": isolate}
+        return rows
 
     try:
-        return farm.run_farm(farm_comm, TASK, timeout, drive)
+        return farm.run_farm(farm_comm, TASK, timeout, drive,
+                             IsolatedRunner if isolate else InProcessRunner)
     finally:
         farm_comm.Free()
 
@@ -293,9 +305,9 @@ def parse_batches(text: str) -> list[tuple[str, int]]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of the driver."""
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.add_argument("runner", choices=["farm", "farm-no-isolation", "futures",
-                                           "futures-tuned", "parsl", "parsl-per-task",
-                                           "helper"])
+    parser.add_argument("runner", choices=["farm", "farm-no-isolation", "farm-per-task",
+                                           "futures", "futures-tuned", "parsl",
+                                           "parsl-per-task", "helper"])
     parser.add_argument("--batches", type=parse_batches, default=[("noop", 200)],
                         help="kind:count,... with kind noop or xtb")
     parser.add_argument("--repeats", type=int, default=1, help="timed windows of no-op batches")
@@ -310,8 +322,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the batches and print ``RESULT <json rows>`` (on rank 0 only under MPI)."""
     args = parse(argv)
     common = (args.batches, args.repeats, args.window)
-    if args.runner in ("farm", "farm-no-isolation"):
-        rows = run_farm(*common, args.timeout, isolate=args.runner == "farm")
+    if args.runner.startswith("farm"):
+        rows = run_farm(*common, args.timeout, isolate=args.runner != "farm-no-isolation",
+                        chunked=args.runner != "farm-per-task")
     elif args.runner in ("futures", "futures-tuned"):
         rows = run_futures(*common, tuned=args.runner == "futures-tuned")
     elif args.runner in ("parsl", "parsl-per-task"):

@@ -22,119 +22,49 @@ helper runs with one OpenMP thread.
 
 With a one-rank communicator the manager runs the tasks itself, through the
 same helper, so serial and MPI runs share one code path.
+
+Chunks
+------
+For many short tasks known up front, :meth:`Manager.submit_chunk` (and
+``map_tasks(..., chunksize=N)``) sends N tasks in one message: the worker hands the
+whole chunk to its helper in one pipe round trip and returns the outcomes in one
+message. A chunk takes one queue place. Isolation stays per task: an exception, a
+crash or a hang fails only the task it happened in, and the rest of the chunk runs
+(see :mod:`tcoupled.farm.chunks`). The active learner submits single tasks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from tcoupled.farm.chunks import decode
 from tcoupled.farm.isolation import IsolatedRunner
-from tcoupled.runtime.faults import inject
-from tcoupled.runtime.waiting import wait_for_message
+from tcoupled.farm.results import FarmStats, TaskResult
+from tcoupled.farm.worker import (
+    CANCELLED,
+    TAG_CANCEL,
+    TAG_CHUNK,
+    TAG_RESULT,
+    TAG_STOP,
+    TAG_TASK,
+    serve_worker,
+)
+from tcoupled.runtime.waiting import wait_for_message, wait_polling
 
-TAG_TASK, TAG_RESULT, TAG_STOP, TAG_CANCEL = 11, 12, 13, 14
-QUEUE_DEPTH = 2  # tasks a worker holds: the one it runs and the next
-CANCELLED = "cancelled"  # status of a queued task dropped by cancel_queued, never run
-
-
-@dataclass
-class TaskResult:
-    """What came back from one task."""
-
-    task_id: int
-    status: str  # "ok" or "failed"
-    value: Any = None
-    error: str = ""
-    worker: int = 0
-    seconds: float = 0.0  # time the worker spent on the task
-    #: when the worker began it, seconds since the farm started (manager clock): the
-    #: receive time less the worker's time, not before the dispatch
-    start: float = 0.0
-    end: float = 0.0  # receive time, seconds since the farm started
-
-
-def serve_worker(farm_comm: Any, task: str, timeout: float) -> None:
-    """Worker loop: run tasks from rank 0 of ``farm_comm`` until told to stop."""
-    from tcoupled.runtime.mpienv import init_mpi
-
-    mpi = init_mpi()
-    runner = IsolatedRunner(task, timeout)
-    runner.start()
-    status = mpi.Status()
-    received = 0
-    cancelling = False  # a cancel is on its way: answer the tasks sent before it unrun
-    try:
-        while True:
-            wait_for_message(farm_comm, 0, mpi.ANY_TAG, status)
-            tag = status.Get_tag()
-            message = farm_comm.recv(source=0, tag=tag)
-            if tag == TAG_STOP:
-                return
-            if tag == TAG_CANCEL:  # messages from one sender arrive in order: all answered
-                cancelling = False
-                continue
-            task_id, payload = message
-            if cancelling or farm_comm.Iprobe(source=0, tag=TAG_CANCEL):
-                cancelling = True
-                farm_comm.send((task_id, CANCELLED, None, "cancelled before it started", 0.0),
-                               dest=0, tag=TAG_RESULT)
-                continue
-            inject("farm", "task", received, farm_comm.Get_rank())
-            received += 1
-            start = time.perf_counter()
-            outcome = runner.run(payload)
-            farm_comm.send((task_id, *outcome, time.perf_counter() - start), dest=0,
-                           tag=TAG_RESULT)
-    finally:
-        runner.close()
-
-
-@dataclass
-class FarmStats:
-    """Per-worker busy time and counts, kept by the manager."""
-
-    n_workers: int
-    started: float = field(default_factory=time.perf_counter)
-    busy_s: dict[int, float] = field(default_factory=dict)
-    tasks: dict[int, int] = field(default_factory=dict)
-
-    def add(self, result: TaskResult) -> None:
-        """Account for one finished task."""
-        self.busy_s[result.worker] = self.busy_s.get(result.worker, 0.0) + result.seconds
-        self.tasks[result.worker] = self.tasks.get(result.worker, 0) + 1
-
-    def restart_clock(self) -> None:
-        """Count time from now (call when the first task is about to be submitted)."""
-        self.started = time.perf_counter()
-
-    def elapsed(self) -> float:
-        """Seconds since the farm started."""
-        return time.perf_counter() - self.started
-
-    def as_dict(self, workers: list[int]) -> dict:
-        """Return tasks per second, per-worker busy time and utilisation."""
-        wall = max(self.elapsed(), 1e-9)
-        done = sum(self.tasks.values())
-        busy = {str(w): self.busy_s.get(w, 0.0) for w in workers}
-        util = {w: b / wall for w, b in busy.items()}
-        return {"n_workers": len(workers), "tasks": done, "wall_s": wall,
-                "tasks_per_s": done / wall, "worker_busy_s": busy,
-                "worker_tasks": {str(w): self.tasks.get(w, 0) for w in workers},
-                "worker_utilization": util,
-                "mean_utilization": sum(util.values()) / max(len(util), 1)}
+QUEUE_DEPTH = 2  # tasks (or chunks) a worker holds: the one it runs and the next
 
 
 class Manager:
     """The manager's side of the farm: submit tasks, collect results as they finish.
 
-    ``depth`` is how many tasks each worker may hold (running and queued behind it).
+    ``depth`` is how many tasks (or chunks) each worker may hold, running and queued
+    behind it. ``runner_type`` runs a one-rank farm's tasks (see :func:`run_farm`).
     """
 
     def __init__(self, farm_comm: Any, task: str, timeout: float,
-                 depth: int = QUEUE_DEPTH) -> None:
+                 depth: int = QUEUE_DEPTH, runner_type: type = IsolatedRunner) -> None:
         from collections import deque
 
         if depth < 1:
@@ -143,17 +73,23 @@ class Manager:
         size = 1 if farm_comm is None else farm_comm.Get_size()
         self.workers = list(range(1, size)) if size > 1 else [0]
         self.depth = depth if size > 1 else 1  # a one-rank farm runs each task at once
-        #: worker -> its tasks in order: (task id, payload, dispatch time)
+        #: worker -> what it holds, in order: (task id, payload, dispatch time) for a task,
+        #: (task ids, payloads pickled, dispatch time) for a chunk
         self.queues: dict[int, Any] = {w: deque() for w in self.workers}
         self.stats = FarmStats(len(self.workers))
         self._cancelled = False
-        self._local = IsolatedRunner(task, timeout) if size == 1 else None
+        self._in_flight = 0  # tasks handed out, in chunks or alone, not yet returned
+        self._ready: Any = deque()  # results of a finished chunk not yet returned one by one
+        #: chunks on their way: sent without waiting, as a blocking send of a message past
+        #: the eager limit would wait until the worker, busy with its running chunk, takes it
+        self._sending: list = []
+        self._local = runner_type(task, timeout) if size == 1 else None
         if self._local is not None:
             self._local.start()
 
     @property
     def n_free(self) -> int:
-        """Number of tasks that can be submitted now."""
+        """Number of tasks (or chunks) that can be submitted now."""
         return sum(self.depth - len(q) for q in self.queues.values())
 
     @property
@@ -163,17 +99,43 @@ class Manager:
 
     @property
     def n_running(self) -> int:
-        """Number of tasks handed out and not yet returned."""
-        return sum(len(q) for q in self.queues.values())
+        """Number of tasks handed out whose results have not been returned yet."""
+        return self._in_flight + len(self._ready)
 
-    def submit(self, task_id: int, payload: Any) -> int:
-        """Give a task to the least loaded worker and return its rank; raises if all are full."""
+    def _place(self) -> int:
         worker = min(self.workers, key=lambda w: len(self.queues[w]))
         if len(self.queues[worker]) >= self.depth:
             raise RuntimeError("submit() with every worker full; call next_result() first")
+        return worker
+
+    def submit(self, task_id: int, payload: Any) -> int:
+        """Give a task to the least loaded worker and return its rank; raises if all are full."""
+        worker = self._place()
         self.queues[worker].append((task_id, payload, self.stats.elapsed()))
+        self._in_flight += 1
         if self._local is None:
             self.comm.send((task_id, payload), dest=worker, tag=TAG_TASK)
+        return worker
+
+    def submit_chunk(self, task_ids: Sequence[int], payloads: Sequence[Any]) -> int:
+        """Give a chunk of tasks, sent as one message, to the least loaded worker.
+
+        The chunk takes one queue place; its results come back together (see
+        :meth:`next_results`), each task with its own status. Returns the worker's rank.
+        """
+        import pickle
+
+        if len(task_ids) != len(payloads) or not task_ids:
+            raise ValueError(f"a chunk needs one task id per payload, got {len(task_ids)} "
+                             f"ids and {len(payloads)} payloads")
+        worker = self._place()
+        data = pickle.dumps(list(payloads), pickle.HIGHEST_PROTOCOL)
+        self.queues[worker].append((list(task_ids), data, self.stats.elapsed()))
+        self._in_flight += len(task_ids)
+        if self._local is None:
+            self._sending = [r for r in self._sending if not r.Test()]
+            self._sending.append(self.comm.isend((task_ids[0], len(task_ids), data),
+                                                 dest=worker, tag=TAG_CHUNK))
         return worker
 
     def cancel_queued(self) -> None:
@@ -191,16 +153,35 @@ class Manager:
 
     def next_result(self) -> TaskResult:
         """Wait for the next task to finish (any worker) and return its result."""
-        if not self.n_running:
+        if not self._ready:
+            self._ready.extend(self.next_results())
+        return self._ready.popleft()
+
+    def next_results(self) -> list[TaskResult]:
+        """Wait for the next task or chunk to finish; return its results (a chunk's in order).
+
+        Results of a chunk not yet returned by :meth:`next_result` come first.
+        """
+        if self._ready:
+            ready, self._ready = list(self._ready), type(self._ready)()
+            return ready
+        if not self._in_flight:
             raise RuntimeError("next_result() with no task running")
-        if self._local is not None:
-            task_id, payload, _ = self.queues[0][0]
-            start = time.perf_counter()
-            message = (task_id, *self._local.run(payload), time.perf_counter() - start)
-            worker = 0
-        else:
+        if self._local is None:
             worker, message = self._receive()
-        return self._finish(worker, message)
+        else:
+            worker, message = 0, self._run_locally()
+        if isinstance(self.queues[worker][0][0], list):
+            return self._finish_chunk(worker, message)
+        return [self._finish(worker, message)]
+
+    def _run_locally(self) -> tuple:
+        key, payload, _ = self.queues[0][0]
+        start = time.perf_counter()
+        if isinstance(key, list):
+            segments = self._local.run_chunk(payload, len(key))
+            return key[0], segments, time.perf_counter() - start
+        return (key, *self._local.run(payload), time.perf_counter() - start)
 
     def _receive(self) -> tuple[int, tuple]:
         from tcoupled.runtime.mpienv import init_mpi
@@ -216,12 +197,34 @@ class Manager:
         queued_id, _, dispatched = self.queues[worker].popleft()  # a worker runs in order
         if queued_id != task_id:
             raise RuntimeError(f"worker {worker} returned task {task_id}, expected {queued_id}")
+        self._in_flight -= 1
         end = self.stats.elapsed()
         result = TaskResult(task_id, status, value, error, worker, seconds,
                             max(dispatched, end - seconds), end)
         if status != CANCELLED:
             self.stats.add(result)
         return result
+
+    def _finish_chunk(self, worker: int, message: tuple) -> list[TaskResult]:
+        first_id, segments, seconds = message
+        task_ids, _, dispatched = self.queues[worker].popleft()
+        outcomes = decode(segments)
+        if first_id != task_ids[0] or len(outcomes) != len(task_ids):
+            raise RuntimeError(f"worker {worker} returned {len(outcomes)} results from task "
+                               f"{first_id}, expected {len(task_ids)} from {task_ids[0]}")
+        self._in_flight -= len(task_ids)
+        # each task ends when the helper says; the chunk began when the worker took it
+        clock = max(dispatched, self.stats.elapsed() - seconds)
+        results, busy, counted = [], 0.0, 0
+        for task_id, (status, value, error, took) in zip(task_ids, outcomes):
+            results.append(TaskResult(task_id, status, value, error, worker, took, clock,
+                                      clock + took))
+            clock += took
+            if status != CANCELLED:
+                busy += took
+                counted += 1
+        self.stats.add_many(worker, busy, counted)
+        return results
 
     def report(self) -> dict:
         """Return the farm's figures (see :meth:`FarmStats.as_dict`)."""
@@ -232,12 +235,14 @@ class Manager:
         if self._local is not None:
             self._local.close()
             return
+        if not self.n_running:  # every chunk was answered, so every one was received
+            wait_polling(self._sending)
         for worker in self.workers:
             self.comm.send(None, dest=worker, tag=TAG_STOP)
 
 
-def run_farm(farm_comm: Any, task: str, timeout: float,
-             drive: Callable[[Manager], Any]) -> Any:
+def run_farm(farm_comm: Any, task: str, timeout: float, drive: Callable[[Manager], Any],
+             runner_type: type = IsolatedRunner) -> Any:
     """Run a farm: ``drive(manager)`` on rank 0, workers elsewhere; return drive's value.
 
     Parameters
@@ -250,12 +255,15 @@ def run_farm(farm_comm: Any, task: str, timeout: float,
         Seconds a task may run before it is killed and recorded as failed.
     drive : callable
         Called with the :class:`Manager` on rank 0; submits tasks and collects results.
+    runner_type : type
+        What runs the tasks: :class:`IsolatedRunner`, or (``bench farm`` only, to measure
+        what isolation costs) :class:`~tcoupled.farm.isolation.InProcessRunner`.
     """
     rank = 0 if farm_comm is None else farm_comm.Get_rank()
     if rank != 0:
-        serve_worker(farm_comm, task, timeout)
+        serve_worker(farm_comm, task, timeout, runner_type)
         return None
-    manager = Manager(farm_comm, task, timeout)
+    manager = Manager(farm_comm, task, timeout, runner_type=runner_type)
     try:
         return drive(manager)
     finally:
@@ -263,17 +271,36 @@ def run_farm(farm_comm: Any, task: str, timeout: float,
 
 
 def map_tasks(manager: Manager, payloads: list[Any],
-              on_result: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
-    """Run every payload on the farm (as workers free up); return results in input order."""
+              on_result: Callable[[TaskResult], None] | None = None,
+              chunksize: int = 1) -> list[TaskResult]:
+    """Run every payload on the farm (as workers free up); return results in input order.
+
+    ``chunksize > 1`` sends the payloads in chunks of that many tasks, one message each
+    (see :meth:`Manager.submit_chunk`); every task still has its own result.
+    """
+    if chunksize < 1:
+        raise ValueError(f"chunksize must be at least 1, got {chunksize}")
     results: list[TaskResult | None] = [None] * len(payloads)
-    pending = list(enumerate(payloads))
-    while pending or manager.n_running:
-        while pending and manager.n_free:
-            manager.submit(*pending.pop(0))
-        result = manager.next_result()
-        results[result.task_id] = result
-        if on_result is not None:
-            on_result(result)
+    if chunksize == 1:
+        pending = list(enumerate(payloads))
+        while pending or manager.n_running:
+            while pending and manager.n_free:
+                manager.submit(*pending.pop(0))
+            result = manager.next_result()
+            results[result.task_id] = result
+            if on_result is not None:
+                on_result(result)
+        return results  # type: ignore[return-value]
+    starts = list(range(0, len(payloads), chunksize))[::-1]  # popped from the end
+    while starts or manager.n_running:
+        while starts and manager.n_free:
+            first = starts.pop()
+            ids = range(first, min(first + chunksize, len(payloads)))
+            manager.submit_chunk(ids, payloads[first:ids.stop])
+        for result in manager.next_results():
+            results[result.task_id] = result
+            if on_result is not None:
+                on_result(result)
     return results  # type: ignore[return-value]
 
 

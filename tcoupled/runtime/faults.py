@@ -70,6 +70,11 @@ def fault_at(role: str, point: str, index: int, rank: int) -> str | None:
     return None
 
 
+def armed(role: str) -> bool:
+    """Whether any fault is set for ``role`` (lets a hot loop skip its per-item hooks)."""
+    return any(fault.role == role for fault in _active())
+
+
 def inject(role: str, point: str, index: int, rank: int) -> str | None:
     """Carry out ``raise`` and ``exit`` faults here; return ``nan`` for the caller to apply."""
     action = fault_at(role, point, index, rank)
