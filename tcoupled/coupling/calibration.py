@@ -160,6 +160,9 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         member = workload.members[color % len(workload.members)]
         trainer, groups, found = time_member(member_comm, workload, member, frames,
                                              sources, scratch)
+    # the other ranks wait here sleeping: in the allreduce below MPICH would spin a core
+    # the trainers need (measured: a DDP pair's iterations took twice as long)
+    sleep_barrier(world)
     if together is not None:
         # long enough for three of the slower side's steps, so the two overlap
         window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=mpi_max())
