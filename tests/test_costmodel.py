@@ -136,12 +136,23 @@ def test_space_division_uses_the_costs_measured_side_by_side():
     together = replace(COSTS, sim_together_s=0.5, iter_together_s=0.08, cores=1,
                        sim_ranks=1, train_ranks=1)
     parts = predict(together, LINK, "space", train_iters=4, cycles=4)
-    produce, consume = 0.5 + 0.002, 2 * 0.002 + 4 * 0.08
+    produce, consume = 0.3 + 0.002, 2 * 0.002 + 4 * 0.06      # each side alone
     assert parts["produce_s"] == pytest.approx(produce)
     assert parts["consume_s"] == pytest.approx(consume)
+    # side by side the sim goes 5/3 and the trainer 4/3 times slower; the trainer is done
+    # first, then the sim has the cores to itself for the rest of its cycle
+    trained = consume * 0.08 / 0.06
+    steady = trained + produce - trained / (0.5 / 0.3)
+    assert parts["steady_s"] == pytest.approx(steady)
     # measured together: no core-sharing term on top
-    assert parts["cycle_s"] == pytest.approx(produce + (consume + 0.4) / 4)
+    assert parts["cycle_s"] == pytest.approx(steady + (consume + 0.4) / 4)
     assert predict(together, LINK, "time", 4, 4) == predict(COSTS, LINK, "time", 4, 4)
+    # the slower side alone would bound the cycle from below; both slowed, from above
+    assert max(produce, consume) < steady < max(produce * 0.5 / 0.3, consume * 0.08 / 0.06)
+    faster_sim = replace(together, sim_s=0.01, sim_together_s=0.02)
+    sim_done = 2 * (0.01 + 0.002)  # the sim is done first: the trainer then goes alone
+    assert predict(faster_sim, LINK, "space", 4, 4)["steady_s"] == pytest.approx(
+        sim_done + consume - sim_done / (0.08 / 0.06))
 
 
 def test_calibration_result_becomes_unit_costs():

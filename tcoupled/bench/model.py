@@ -207,7 +207,8 @@ def sized(sim: int, train: int, target: float, flags: tuple[str, ...],
     return sized_flags, workload, costs, links
 
 
-def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[list, dict]:
+def one_workload(name: str, spec: tuple, size: dict, override: dict,
+                 source: str) -> tuple[list, dict]:
     """Calibrate, predict and measure both divisions of one workload; its rows and choice."""
     from dataclasses import asdict
 
@@ -216,7 +217,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict) -> tuple[li
     sim, train, channel, target, flags = spec
     flags, workload, costs, links = sized(sim, train, target, flags, size["cycles"])
     links.update(override)
-    chosen, why = choose_division(workload, channel, links, costs)
+    chosen, why = choose_division(workload, channel, links, costs, source)
     rows = []
     for division in ("time", "space"):
         link = channel or ("shm" if division == "time" else "mpi")
@@ -256,7 +257,7 @@ def run(options: dict) -> dict:
     rows, choices = [], []
     for name, spec in (QUICK if quick else WORKLOADS).items():
         try:
-            found, choice = one_workload(name, spec, size, override)
+            found, choice = one_workload(name, spec, size, override, source)
         except TcoupledError as error:   # a failed calibration: say so, go on
             print(f"bench model: {name} failed: {str(error)[:500]}", flush=True)
             choices.append({"workload": name, "failed": str(error)[:2000]})

@@ -22,14 +22,15 @@ and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
   (``steady_s``) a cycle is ``max(produce, consume)``, and time division's drops ``/ C``.
 
 In space division both sides compute at once. The calibration measures ``sim`` and
-``iter + allreduce`` a second time with the two sides running together, and space
-division's ``produce`` and ``consume`` use those figures: sharing of cores (more busy
-ranks, or threads, than cores), of memory bandwidth and of the trainer's communication
-threads is then measured, not modelled. Without them (costs given by hand)
-oversubscription is modelled: with ``P`` cores a cycle also takes at least the busy
-core-seconds over the cores, ``(min(S, P) produce + min(T, P) consume) / P`` (waiting
-ranks sleep; in time division only one side computes at a time, and the calibration
-ran that side at its rank count).
+``iter + allreduce`` a second time with the two sides running together: sharing of
+cores (more busy ranks, or threads, than cores), of memory bandwidth and of the
+trainer's communication threads is then measured, not modelled. Each side runs at
+that side-by-side speed while the other runs too, and at its own speed once the other
+is done with its cycle (the faster side then waits for its slot to be released).
+Without those figures (costs given by hand) oversubscription is modelled: with ``P``
+cores a cycle also takes at least the busy core-seconds over the cores, ``(min(S, P)
+produce + min(T, P) consume) / P`` (waiting ranks sleep; in time division only one
+side computes at a time, and the calibration ran that side at its rank count).
 
 Every input is measured on the run's own shapes by :func:`calibrate`: a short job
 (:mod:`tcoupled.coupling.calibration`) at the run's rank counts times a decomposed
@@ -47,20 +48,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcoupled.coupling.channels import default_channel as _default_channel
+from tcoupled.coupling.handoff import (  # noqa: F401 - part of this module's interface
+    HandoffCost,
+    handoff_costs_from_bench,
+    handoff_from_bench_json,
+)
 from tcoupled.runtime.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class HandoffCost:
-    """Seconds to hand one slot of ``nbytes`` over: ``latency_s + nbytes * s_per_byte``."""
-
-    latency_s: float
-    s_per_byte: float = 0.0
-
-    def seconds(self, nbytes: float) -> float:
-        """Predicted seconds for ``nbytes``."""
-        return self.latency_s + nbytes * self.s_per_byte
-
 
 #: space division must be predicted at least this much faster to be chosen by ``auto``
 SPACE_MARGIN = 0.20
@@ -130,36 +123,6 @@ class UnitCosts:
     replay_capacity: int = 0       # the buffer's size (--replay)
 
 
-def handoff_costs_from_bench(channels: dict) -> dict[str, HandoffCost]:
-    """Fit ``latency + bytes * s_per_byte`` per channel to ``bench channels`` rows.
-
-    Rows need ``channel`` (or ``method``), ``bytes`` and ``seconds``, or ``handoff_us``
-    with ``touch_us`` (timed end to end: the channel adds ``handoff_us - touch_us``);
-    other rows are skipped, and a channel with fewer than two sizes is left out, so the
-    in-run measurement stays.
-    """
-    fitted = {}
-    rows = [r for r in channels.get("rows", []) if isinstance(r, dict)
-            and isinstance(r.get("bytes"), (int, float)) and _channel_seconds(r) is not None]
-    for name in ("inproc", "shm", "mpi", "file"):
-        pts = sorted((r["bytes"], _channel_seconds(r)) for r in rows
-                     if r.get("channel", r.get("method")) == name)
-        if len(pts) < 2 or pts[0][0] == pts[-1][0]:
-            continue
-        (b0, t0), (b1, t1) = pts[0], pts[-1]
-        slope = 0.0 if name in ("inproc", "shm") else max(0.0, (t1 - t0) / (b1 - b0))
-        fitted[name] = HandoffCost(max(0.0, t0 - b0 * slope), slope)
-    return fitted
-
-
-def _channel_seconds(row: dict) -> float | None:
-    """What the channel adds to one handoff: ``handoff_us - touch_us`` or ``seconds``."""
-    if isinstance(row.get("handoff_us"), (int, float)):
-        return max(0.0, row["handoff_us"] - row.get("touch_us", 0.0)) * 1e-6
-    seconds = row.get("seconds")
-    return seconds if isinstance(seconds, (int, float)) else None
-
-
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
             cycles: int) -> dict:
     """Seconds per cycle of ``division`` and its parts: ``cycle_s`` and ``steady_s``."""
@@ -179,11 +142,13 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     if division != "space":
         raise ConfigError(f"division must be time or space, got {division!r}")
     together = costs.sim_together_s > 0 and costs.iter_together_s > 0
-    if together:   # measured side by side: sharing of cores and bandwidth included
-        train = train_iters * costs.iter_together_s + per_cycle
-    produce = (costs.sim_together_s if together else costs.sim_s) + costs.feeds * h
+    produce = costs.sim_s + costs.feeds * h
     consume = costs.sources * h + train
     steady = max(produce, consume)
+    if together:   # measured side by side: sharing of cores and bandwidth included
+        steady = _overlapped(produce, consume, costs.sim_together_s / max(costs.sim_s, 1e-12),
+                             costs.iter_together_s / max(costs.iter_s + costs.allreduce_s,
+                                                         1e-12))
     busy = 0.0
     if costs.cores and not together:
         busy = (min(costs.sim_ranks, costs.cores) * produce
@@ -193,6 +158,22 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
             "handoff_s": costs.sources * h,
             "train_s": train, "produce_s": produce, "consume_s": consume,
             "oversubscribed": busy > steady}
+
+
+def _overlapped(produce: float, consume: float, sim_slowdown: float,
+                train_slowdown: float) -> float:
+    """A steady space-division cycle whose sides slow each other down while both run.
+
+    Both sides start a cycle together (the slower one's release lets the faster one
+    go on). While both run, each goes at its measured side-by-side speed (the
+    slowdown: side-by-side time over time alone); once one side is done, the other
+    has the machine to itself for the rest of its work.
+    """
+    sim_slowdown, train_slowdown = max(sim_slowdown, 1.0), max(train_slowdown, 1.0)
+    produce_both, consume_both = produce * sim_slowdown, consume * train_slowdown
+    if produce_both <= consume_both:
+        return produce_both + consume - produce_both / train_slowdown
+    return consume_both + produce - consume_both / sim_slowdown
 
 
 def fan_out(workload: Workload) -> tuple[int, int, int]:
@@ -286,43 +267,21 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
     return costs, handoff
 
 
-def handoff_from_bench_json(path: str | None) -> tuple[dict[str, HandoffCost], str]:
-    """Handoff costs fitted to the ``channels`` result of a ``bench.json``, and the source.
-
-    ``path`` ``None`` reads ``TCOUPLED_BENCH_JSON``; no file, no ``channels`` result or
-    rows of another layout give ``{}`` (the calibration's in-run measurement is used).
-    """
-    import json
-    from pathlib import Path
-
-    from tcoupled.runtime.mpienv import env
-
-    path = path or env("BENCH_JSON")
-    if not path or not Path(path).is_file():
-        return {}, "in-run"
-    try:
-        channels = json.loads(Path(path).read_text()).get("channels")
-    except (OSError, ValueError, AttributeError):
-        return {}, "in-run"
-    fitted = handoff_costs_from_bench(channels) if isinstance(channels, dict) else {}
-    return fitted, (f"bench channels ({', '.join(sorted(fitted))})" if fitted else "in-run")
-
-
 def choose_division(workload: Workload, channel: str | None = None,
                     handoff: dict[str, HandoffCost] | None = None,
-                    costs: UnitCosts | None = None) -> tuple[str, str]:
+                    costs: UnitCosts | None = None,
+                    source: str = "in-run") -> tuple[str, str]:
     """Pick space only when predicted ``SPACE_MARGIN`` faster; return it and a one-line why.
 
     ``handoff`` overrides the in-run measurement per channel (``None``: the ``bench
-    channels`` result in ``TCOUPLED_BENCH_JSON``, if any); ``costs`` skips the
-    calibration job (both given: no job at all).
+    channels`` result in ``TCOUPLED_BENCH_JSON``, if any), ``source`` says where given
+    ones come from; ``costs`` skips the calibration job (both given: no job at all).
     """
     if workload.train_ranks == 0:
         return "time", "space division needs separate train ranks (--train-ranks 0)"
     measured_handoff: dict[str, HandoffCost] = {}
     if costs is None:
         costs, measured_handoff = calibrate(workload)
-    source = "in-run"
     if handoff is None:
         handoff, source = handoff_from_bench_json(None)
     links = {**measured_handoff, **handoff}

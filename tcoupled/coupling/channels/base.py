@@ -112,8 +112,7 @@ class ChannelContext:
     staging_dir : folder for the ``file`` channel.
     timer : this rank's phase timer.
     xp : array module of the solver's fields (``numpy`` or ``cupy``).
-    slots : buffers per link: 2 (double buffering) in space division, 1 in time
-        division (:func:`slots_for`).
+    slots : buffers per link (:func:`slots_for`: 1 in time, 2 in space division).
     ledger : this rank's copy ledger (every endpoint counts into it).
     """
 
@@ -137,14 +136,12 @@ class ChannelContext:
 
 
 def slots_for(division: str) -> int:
-    """Slots per link for ``division``: 1 for ``time``, 2 (double buffering) for ``space``.
+    """Slots per link: 2 (double buffering) for ``space``, 1 for ``time``.
 
-    In time division the sim waits for the release of every cycle before it acquires
-    the next slot, so a second slot would never be in use: it would only double the
-    link's memory and, on the CPU, make each handoff stream through memory the caches
-    hold less of (measured on one core of the 2-core development VM: writing and
-    reading 4096^2 float32 in two alternating 64 MiB buffers took 1.22-1.33x the time
-    of one reused buffer).
+    In time division the sim waits for each release before it acquires the next slot:
+    a second slot would double the link's memory and make each handoff stream through
+    memory the caches hold less of (4096^2 float32 written and read on one core: two
+    alternating 64 MiB buffers took 1.22-1.33x the time of one, on the development VM).
     """
     return 1 if division == "time" else 2
 
