@@ -1,4 +1,4 @@
-"""Run under mpiexec: a farm of misbehaving tasks, 400 tiny tasks (who ran them), chunks.
+"""Run under mpiexec: misbehaving tasks, 400 tiny tasks (who ran them), chunks, a cancel.
 
 Exits non-zero (and aborts every rank) if any expectation fails; rank 0
 prints the overhead figures as ``OVERHEAD <json>``.
@@ -67,12 +67,36 @@ def check_chunks(manager):
     return manager.report()
 
 
+def check_cancelled_chunks(manager):
+    """A chunk queued behind a running one is answered unrun on cancel; the running one ends."""
+    from tcoupled.farm.worker import CANCELLED
+
+    running = [{"kind": "sleep", "seconds": 0.5, "value": 1}, {"kind": "ok", "value": 2}]
+    queued = [{"kind": "ok", "value": 3}] * 3
+    chunks = [running, running, queued, queued]      # the least loaded worker takes each
+    first = 0
+    for payloads in chunks:
+        manager.submit_chunk(list(range(first, first + len(payloads))), payloads)
+        first += len(payloads)
+    manager.cancel_queued()
+    results = []
+    while manager.n_running:
+        results.extend(manager.next_results())
+    status = {r.task_id: r.status for r in results}
+    assert sorted(status) == list(range(first)), sorted(status)
+    assert [status[i] for i in range(4)] == ["ok"] * 4, status
+    assert [status[i] for i in range(4, first)] == [CANCELLED] * 6, status
+    assert {r.value for r in results if r.status == "ok"} == {1.0, 2.0}
+    return manager.report()
+
+
 def main():
     comm = init_mpi().COMM_WORLD.Dup()
     try:
         report = run_farm(comm, "farm_tasks:misbehave", 2.0, check_misbehaving)
         overhead = run_farm(comm, "farm_tasks:misbehave", 5.0, pid_tasks)
         chunked = run_farm(comm, "farm_tasks:misbehave", 1.0, check_chunks)
+        cancelled = run_farm(comm, "farm_tasks:misbehave", 5.0, check_cancelled_chunks)
     except BaseException:
         import traceback
 
@@ -82,6 +106,7 @@ def main():
         print("FARM", json.dumps(report))
         print("OVERHEAD", json.dumps(overhead))
         print("CHUNKS", json.dumps(chunked))
+        print("CANCELLED", json.dumps(cancelled))
     sys.stdout.flush()
 
 

@@ -21,6 +21,8 @@ def misbehave(payload: dict) -> float:
         return _overlapping_atoms()
     if kind == "pid":
         return float(os.getpid())  # which helper process ran the task
+    if kind == "sleep":
+        time.sleep(payload["seconds"])  # keeps its worker busy while others queue
     return float(payload["value"])
 
 

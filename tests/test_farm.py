@@ -82,10 +82,12 @@ def test_mpi_farm_records_failures_and_reuses_one_helper_per_worker():
                       env={"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
-                 if line.startswith(("FARM ", "OVERHEAD ", "CHUNKS ")))
+                 if line.startswith(("FARM ", "OVERHEAD ", "CHUNKS ", "CANCELLED ")))
     farm, overhead = json.loads(lines["FARM"]), json.loads(lines["OVERHEAD"])
     # chunks (checked in the script): 2 x 203 tasks, then one chunk of 11 (4 failed)
     assert json.loads(lines["CHUNKS"])["tasks"] == 2 * 203 + 11
+    # a cancel: the two running chunks ran (4 tasks), the two queued ones (6) did not
+    assert json.loads(lines["CANCELLED"])["tasks"] == 4
     assert farm["tasks"] == 10 and set(farm["worker_busy_s"]) == {"1", "2"}
     # What makes a task cheap (speed itself is measured in `bench farm`): every task
     # runs once, in the one helper process its worker started -- no process per task
