@@ -10,9 +10,10 @@ The slot goes as one contiguous message, halo cells included, and the receiver
 views its owned blocks. A derived datatype of the owned blocks alone would move a
 few per cent fewer bytes, but MPICH then packs it in chunks that move only while
 *both* ranks call MPI: in space division the receiver waited for the sender to
-finish its next cycle's steps (measured: a 3.7 MB slot arrived 59 ms late behind
-50 ms of sender compute, against 0.5 ms sent contiguous, which MPICH copies in one
-step from the sender's memory, cross-memory attach, without the sender's help).
+finish its next cycle's steps (measured: a 3.7 MB slot posted before 50 ms of sender
+compute without MPI calls took 59 ms to arrive, against 0.5 ms sent contiguous, which
+MPICH copies in one step from the sender's memory, cross-memory attach, without the
+sender's help).
 """
 
 from __future__ import annotations
