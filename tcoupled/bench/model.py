@@ -101,8 +101,12 @@ def steps_for(sim: int, train: int, target: float, flags: tuple[str, ...]) -> in
         trainer.train(groups, 1)
         times.append(time.perf_counter() - start)
     cycle_train = workload.train_iters * statistics.median(times)
-    frame = int(np.prod(block)) * 4
-    return int(min(max(4, round(target * cycle_train / step)), MAX_SLOT_BYTES // frame - 1))
+    return clip_steps(target * cycle_train / step, int(np.prod(block)) * 4)
+
+
+def clip_steps(steps: float, frame_bytes: int) -> int:
+    """``steps`` rounded, at least 4 and at most what a slot of ``MAX_SLOT_BYTES`` holds."""
+    return int(min(max(4, round(steps)), MAX_SLOT_BYTES // frame_bytes - 1))
 
 
 def sizes(quick: bool) -> dict:
@@ -200,7 +204,7 @@ def sized(sim: int, train: int, target: float, flags: tuple[str, ...],
             break
         ratio = solver_to_training(workload, costs)
         frame = costs.slot_bytes // (workload.sim_steps + 1)  # one field of a sim rank
-        rescaled = int(min(max(4, round(steps * target / ratio)), MAX_SLOT_BYTES // frame - 1))
+        rescaled = clip_steps(steps * target / ratio, frame)
         if abs(math.log(ratio / target)) < math.log(1.3) or rescaled == steps:
             break
         steps = rescaled
