@@ -50,3 +50,40 @@ def test_oversubscribed_node_sleeps_with_backoff(monkeypatch):
     assert slept and slept[0] == waiting.FIRST_SLEEP_S
     assert max(slept) <= waiting.POLL_S
     assert all(b >= a for a, b in zip(slept, slept[1:]))  # it only grows
+
+
+class LateRecvComm(LateComm):
+    """A :class:`LateComm` that can also be received from (``recv_polling``)."""
+
+    def recv(self, source=None, tag=None):
+        return "message"
+
+
+def test_time_division_naps_through_most_of_a_repeated_wait(monkeypatch):
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(waiting.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    waiting.adapt_to({"oversubscribed": True}, naps=True)
+    comm = LateRecvComm(after=0.02)
+    assert waiting.recv_polling(comm, 0, 5) == "message"
+    assert max(slept) <= waiting.POLL_S  # the first wait: only the backoff
+    first_probes = comm.probes
+    for _ in range(2):     # the same message again, as every cycle of time division
+        slept.clear()
+        comm.ready_at, comm.probes = time.perf_counter() + 0.02, 0
+        waiting.recv_polling(comm, 0, 5)
+    # one nap of most of the shortest wait so far, then the backoff for the rest
+    assert slept[0] == pytest.approx(waiting.NAP_FRACTION * 0.02, rel=0.5)
+    assert comm.probes < first_probes
+    assert time.perf_counter() - comm.ready_at < 0.01
+
+
+def test_no_naps_in_space_division_or_on_a_free_node(monkeypatch):
+    for load, naps in (({"oversubscribed": True}, False), ({"oversubscribed": False}, True)):
+        waiting.adapt_to(load, naps=naps)
+        for _ in range(3):
+            slept = []
+            monkeypatch.setattr(waiting.time, "sleep", lambda s, slept=slept: slept.append(s))
+            comm = LateRecvComm(after=0.01)
+            waiting.recv_polling(comm, 0, 5)
+            assert not slept or max(slept) <= waiting.POLL_S, (load, naps)

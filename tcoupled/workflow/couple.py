@@ -34,7 +34,7 @@ def run(config: CoupleRun, comm: Any) -> int:
         from tcoupled.runtime.waiting import adapt_to, gather_polling
 
         load = node_load(comm)
-        adapt_to(load)
+        adapt_to(load, naps=config.division == "time")
         record = {**_run_role(config, comm, part, layout, in_farm), **load}
         status = _conclude(config, comm, gather_polling(comm, record, root=0))
     elif comm.Get_rank() == 0:
