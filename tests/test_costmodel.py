@@ -51,6 +51,33 @@ def test_digest_is_paid_per_source_on_the_training_side():
     assert space["consume_s"] == pytest.approx(2 * 0.002 + 0.24 + 0.02)
 
 
+def test_time_division_measured_in_turns_adds_only_the_channel_bytes():
+    from dataclasses import replace
+
+    turns = replace(COSTS, turn_cycle_s=0.5, sim_turn_s=0.3, train_turn_s=0.15, digest_s=0.01)
+    parts = predict(turns, LINK, "time", train_iters=4, cycles=4)
+    # the turns ran zero copy: the link's latency is in them, its bytes (2 sources) not,
+    # nor the --verify hash of each slot
+    assert parts["steady_s"] == pytest.approx(0.5 + 2 * (0.002 - 0.001) + 2 * 0.01)
+    assert parts["cycle_s"] == pytest.approx(parts["steady_s"] + 0.4 / 4)
+    assert parts["sim_s"] == 0.3 and parts["train_s"] == pytest.approx(0.15 + 0.02)
+    assert parts["handoff_s"] == pytest.approx(0.5 + 0.002 - 0.3 - 0.15)
+
+
+def test_space_division_trains_whole_measured_cycles():
+    from dataclasses import replace
+
+    # a cycle of training measured whole (context, iterations, replay): not M * iter;
+    # side by side the trainer goes 1.5 times slower, the sim not at all
+    whole = replace(COSTS, train_turn_s=0.2, train_cycle_s=0.18, train_together_s=0.27,
+                    sim_together_s=0.3)
+    parts = predict(whole, LINK, "space", train_iters=4, cycles=4)
+    produce, consume = 0.3 + 0.002, 2 * 0.002 + 0.2
+    assert parts["consume_s"] == pytest.approx(consume)
+    # both run until the sim is done (0.302 s, the trainer 0.302 / 1.5 into its cycle)
+    assert parts["steady_s"] == pytest.approx(produce + consume - produce / 1.5)
+
+
 def test_replay_offer_is_paid_per_copied_sample_of_a_steady_cycle():
     from dataclasses import replace
 
@@ -168,6 +195,12 @@ def test_calibration_result_becomes_unit_costs():
                 "feeds": 1, "sources": 2, "handoff": {"mpi": [1e-5, 1e-9], "shm": [2e-5, 0]},
                 "sim_together_s": 0.03, "iter_together_s": 0.07, "replay_sample_s": 2e-4,
                 "replay_samples": 6}
+    turns = {"turn_cycle_s": 0.3, "sim_turn_s": 0.03, "train_turn_s": 0.25,
+             "first_turn_s": 0.45, "train_cycle_s": 0.2, "train_together_s": 0.22}
+    costs = calibrate(workload, {**measured, **turns})[0]
+    assert (costs.turn_cycle_s, costs.sim_turn_s, costs.train_turn_s, costs.train_cycle_s,
+            costs.train_together_s) == (0.3, 0.03, 0.25, 0.2, 0.22)
+    assert costs.warmup_s == pytest.approx(0.2)  # the first turn's extra, when turns ran
     costs, links = calibrate(workload, measured)
     assert costs.digest_s == 0.0  # no --verify: nothing hashed
     assert (costs.replay_sample_s, costs.replay_samples, costs.replay_capacity) == (2e-4, 6, 0)
@@ -194,10 +227,30 @@ def test_calibration_job_runs_at_the_run_rank_counts():
     assert found["local_shape"] == [17, 33]  # the larger of the two blocks, as the run cuts
     assert found["sim_s"] > 0 and found["sim_serial_s"] > 0
     assert found["first_iter_s"] > 0 and found["iter_s"] > 0 and found["allreduce_s"] >= 0
-    assert found["sim_together_s"] > 0 and found["iter_together_s"] > 0
+    assert found["sim_together_s"] > 0 and found["train_together_s"] > 0
+    assert found["train_cycle_s"] > 0 and found["first_turn_s"] > 0
+    # the turns: each side's busy part of a cycle is in the (slowest rank's) cycle
+    assert 0 < found["sim_turn_s"] <= found["turn_cycle_s"]
+    assert 0 < found["train_turn_s"] <= found["turn_cycle_s"]
     assert (found["feeds"], found["sources"]) == (1, 2)
     assert set(found["handoff"]) == {"inproc", "shm", "mpi", "file"}
     assert all(latency > 0 and per_byte >= 0 for latency, per_byte in found["handoff"].values())
+
+
+def test_calibration_turns_follow_the_run_routes():
+    from tcoupled.coupling.calibration_turns import routes
+    from tcoupled.training.ensemble import member_params
+
+    def workload(sim, train, members=1):
+        return Workload(wave=None, sim_ranks=sim, train_ranks=train, sim_steps=4,
+                        members=member_params(members, (3,), (1e-3,), (2,)), train_iters=1,
+                        cycles=2)
+
+    # calibration ranks: sim ranks 0..S-1, then the train ranks
+    assert routes(workload(2, 1)) == ({0: (2,), 1: (2,)}, {2: (0, 1)})
+    assert routes(workload(1, 2)) == ({0: (1, 2)}, {1: (0,), 2: (0,)})  # a DDP pair
+    feeds, sources = routes(workload(2, 2, members=2))   # two members, each fed by both
+    assert feeds == {0: (2, 3), 1: (2, 3)} and sources == {2: (0, 1), 3: (0, 1)}
 
 
 def test_choice_names_the_faster_division_and_why():

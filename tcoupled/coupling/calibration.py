@@ -9,12 +9,17 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a JSON
     the sim ranks step the run's grid, decomposed as the run does (halo included), ``K``
     steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
 ``train``
-    each member's train ranks form its DDP group, as ``couple``, and train on ``sources``
-    slots of the run's block with the run's replay buffer (its first fill timed per
-    sample), the first iteration (paid once), then iterations for about half a second;
+    each member's train ranks form its DDP group, as ``couple``, and train on random
+    slots of the run's blocks with the run's replay buffer (its first fill timed per
+    sample): the first iteration (paid once), iterations for about half a second, then
+    the run's ``C`` whole training cycles (blocks in context, ``M`` iterations, replay);
+``turns``
+    (with train ranks) ``C`` cycles of time division, the sides taking turns as
+    ``couple`` does (:mod:`.calibration_turns`): its cycle, measured whole;
 ``together``
     (with train ranks) both sides at once for about a second, as space division runs
-    them: times under each other's load (cores, memory bandwidth, comm threads);
+    them: solver and training cycles under each other's load (cores, memory
+    bandwidth, comm threads);
 ``handoff``
     sim rank 0 hands the first train rank a slot-sized buffer the way each channel
     moves bytes (``mpi``: a message; ``file``: written, then read; ``shm``/``inproc``:
@@ -94,6 +99,7 @@ def sim_phase(world: Any, sim_comm: Any, workload: Any, is_sim: bool) -> dict:
     from tcoupled.runtime.mpienv import init_mpi
 
     found: dict = {}
+    block = None
     if is_sim:
         found["sim_s"] = time_sim(workload.wave, sim_comm, workload.sim_steps)
         from tcoupled.sim.solver import WaveSolver
@@ -101,10 +107,12 @@ def sim_phase(world: Any, sim_comm: Any, workload: Any, is_sim: bool) -> dict:
         with WaveSolver(workload.wave, sim_comm) as solver:
             local = tuple(solver.local_shape)
             found["local_shape"] = list(local)
-    sleep_barrier(world)
+            block = (tuple(solver.offset), local)
+    sleep_barrier(world)   # before any blocking collective: it would spin a core
+    found["blocks"] = world.allgather(block)[:workload.sim_ranks]  # (offset, shape) by rank
     if world.Get_rank() == 0:
-        block = replace(workload.wave, grid=local)
-        found["sim_serial_s"] = time_sim(block, init_mpi().COMM_SELF, workload.sim_steps)
+        alone = replace(workload.wave, grid=local)
+        found["sim_serial_s"] = time_sim(alone, init_mpi().COMM_SELF, workload.sim_steps)
     sleep_barrier(world)
     return found
 
@@ -140,44 +148,77 @@ def sim_together(workload: Any, sim_comm: Any, window_s: float) -> dict:
 
 
 def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int,
-                frames: tuple, sources: int, scratch: str,
-                together: tuple[Any, float] | None = None) -> dict:
+                blocks: list, scratch: str, together: tuple[Any, float] | None = None) -> dict:
     """Train each member on its DDP group; this rank's first, median and allreduce times.
 
     ``train_rank`` is this rank's index among the ``trainers`` training ranks (``None``
-    if it does not train); consecutive groups of them train one member each. With
-    ``together = (sim_comm, window_s)`` the trainers then train again for ``window_s``
-    while the sim ranks (``sim_comm`` not null) step cycles (:func:`sim_together`).
+    if it does not train); consecutive groups of them train one member each, on the
+    ``(offset, shape)`` ``blocks`` of their sources (keyed by sim rank). With
+    ``together = (sim_comm, window_s)`` the sides first take turns
+    (:mod:`.calibration_turns`), and after the timings train for ``window_s`` while the
+    sim ranks (``sim_comm`` not null) step cycles (:func:`sim_together`).
     """
-    from tcoupled.coupling.calibration_train import time_member
+    from tcoupled.coupling.calibration_train import build_member, time_member, train_cycle
     from tcoupled.training.ensemble import close_member_group
 
     group_size = max(1, trainers // max(len(workload.members), 1))
     color = train_rank // group_size if train_rank is not None else len(workload.members)
     member_comm = world.Split(color, world.Get_rank())
     found: dict = {}
+    work = None
     if train_rank is not None:
         member = workload.members[color % len(workload.members)]
-        trainer, groups, found = time_member(member_comm, workload, member, frames,
-                                             sources, scratch)
+        trainer, slots = build_member(member_comm, workload, member, list(blocks.values()),
+                                      scratch)
+        count = [0]
+
+        def work() -> None:
+            train_cycle(trainer, member_comm, slots[count[0] % 2], workload)
+            count[0] += 1
     # the other ranks wait here sleeping: in the allreduce below MPICH would spin a core
     # the trainers need (measured: a DDP pair's iterations took twice as long)
     sleep_barrier(world)
-    if together is not None:
-        # long enough for three of the slower side's steps, so the two overlap
-        window = world.allreduce(max(together[1], 3 * found.get("iter_s", 0.0)), op=mpi_max())
+    if together is not None:   # first, as a run starts: in memory the trainer never used
+        found.update(turns(world, workload, together[0], scratch, trainer if work else None,
+                           member_comm, blocks))
         sleep_barrier(world)
-        if train_rank is not None:
-            times = run_for(member_comm, window, lambda: trainer.train(groups, 1))
-            found["iter_together_s"] = statistics.median(times)
+    if train_rank is not None:
+        found.update(time_member(member_comm, workload, trainer, slots))
+    sleep_barrier(world)
+    if together is not None:
+        # long enough for three of the slower side's cycles, so the two overlap
+        window = world.allreduce(max(together[1], 3 * found.get("train_cycle_s", 0.0)),
+                                 op=mpi_max())
+        sleep_barrier(world)
+        if work is not None:
+            found["train_together_s"] = statistics.median(run_for(member_comm, window, work))
         else:
             found.update(sim_together(workload, together[0], window))
     if train_rank is not None:
-        del trainer
+        del trainer, work
         close_member_group(member_comm)
     member_comm.Free()
     sleep_barrier(world)
     return found
+
+
+def turns(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
+          member_comm: Any = None, blocks: dict | None = None) -> dict:
+    """Time division's cycle, the sides taking turns (:mod:`.calibration_turns`)."""
+    from tcoupled.coupling.calibration_train import train_cycle
+    from tcoupled.coupling.calibration_turns import take_turns
+    from tcoupled.sim.solver import WaveSolver
+    from tcoupled.training.samples import as_training_dtype
+
+    if trainer is not None:
+        def train(pairs: list) -> None:
+            cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
+            train_cycle(trainer, member_comm, cast, workload)
+
+        offsets = {source: offset for source, (offset, _) in blocks.items()}
+        return take_turns(world, workload, scratch, train=train, blocks=offsets)
+    with WaveSolver(workload.wave, sim_comm) as solver:
+        return take_turns(world, workload, scratch, solver=solver)
 
 
 def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> dict:
@@ -241,25 +282,35 @@ def main(argv: list[str] | None = None) -> None:
     import tempfile
 
     from tcoupled.coupling.costmodel import fan_out, slot_bytes, workload_from_json
+    from tcoupled.runtime.cores import node_load
     from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.runtime.waiting import adapt_to
 
     spec_path, out_path = (argv or sys.argv[1:])[:2]
     with open(spec_path) as spec:
         workload = workload_from_json(spec.read())
     world = init_mpi().COMM_WORLD
+    adapt_to(node_load(world), naps=True)  # waits as time division's (its turns)
     rank, sim = world.Get_rank(), workload.sim_ranks
     scratch = world.bcast(tempfile.mkdtemp(prefix="tcoupled-calibration-") if rank == 0
                           else None)
     sim_comm = world.Split(0 if rank < sim else 1, rank)
     found = sim_phase(world, sim_comm, workload, rank < sim)
     local, sim_s = world.bcast((found.get("local_shape"), found.get("sim_s")), root=0)
+    blocks = found.pop("blocks")
     feeds, sources, _ = fan_out(workload)
-    frames = (workload.sim_steps + 1, *local)
     # with --train-ranks 0 the sim ranks train, in process (no handoff to measure)
     first, trainers = (sim, workload.train_ranks) if workload.train_ranks else (0, sim)
     mine = rank - first if first <= rank < first + trainers else None
     together = (sim_comm, max(TOGETHER_S, 3 * sim_s)) if workload.train_ranks else None
-    train = train_phase(world, workload, mine, trainers, frames, sources, scratch, together)
+    if workload.train_ranks:
+        from tcoupled.coupling.calibration_turns import routes
+
+        mine_from = routes(workload)[1].get(rank, ())
+    else:
+        mine_from = (rank,)   # a sim rank trains on its own slot
+    train = train_phase(world, workload, mine, trainers, {s: blocks[s] for s in mine_from},
+                        scratch, together)
     sim_comm.Free()
     if rank == 0:
         for part in world.gather(train, root=0):

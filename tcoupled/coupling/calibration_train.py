@@ -1,9 +1,13 @@
 """The training side of the cost model's calibration job (:mod:`.calibration`).
 
-A member trains on random slots of the run's block exactly as ``couple`` trains it (its
+A member trains on random slots of the run's blocks exactly as ``couple`` trains it (its
 DDP group, float32, the run's replay buffer): the first iteration, then single
 iterations until about ``MIN_TRAIN_S``, the exposed all-reduce, the replay buffer's
-copy of a sample, and the provenance hash of one slot.
+copy of a sample, and the provenance hash of one slot. Then whole training cycles as
+``couple`` runs them (:func:`train_cycle`: each source's block put in its context,
+``M`` iterations, the replay buffer offered the new samples), on fresh slots each
+cycle, for the run's ``C`` cycles: a steady cycle is their median from cycle 2 on,
+which is what a run's ``steady_cycle_s`` reads too.
 """
 
 from __future__ import annotations
@@ -40,9 +44,48 @@ def _iteration_times(member_comm: Any, trainer: Any, groups: list) -> list[float
     return times
 
 
-def time_member(member_comm: Any, workload: Any, member: Any, frames: tuple,
-                sources: int, scratch: str) -> tuple[Any, list, dict]:
-    """Train ``member`` on random slots as ``couple`` would; its trainer, samples, times."""
+def train_cycle(trainer: Any, member_comm: Any, blocks: list, workload: Any) -> None:
+    """One cycle of a train rank: its sources' blocks in context, then ``M`` iterations."""
+    from tcoupled.training.samples import member_windows
+
+    samples = member_windows(member_comm, blocks, workload.wave.grid, trainer.module.radius)
+    trainer.train(samples, workload.train_iters)
+
+
+def fresh_slots(blocks: list[tuple[tuple, tuple]], steps: int, device: str) -> list[list]:
+    """Two sets of ``(offset, frames)`` per source, random, to alternate cycle by cycle.
+
+    A real trainer reads each cycle's slot fresh from the sim side's memory; two sets
+    of slot-sized blocks keep the calibration's reads from a cache the slot outgrows.
+    """
+    import torch
+
+    from tcoupled.training.samples import TRAINING_DTYPE
+
+    return [[(tuple(offset), torch.randn((steps + 1, *local), dtype=TRAINING_DTYPE,
+                                         device=device)) for offset, local in blocks]
+            for _ in range(2)]
+
+
+def cycle_times(member_comm: Any, trainer: Any, slots: list[list], workload: Any) -> list[float]:
+    """Seconds of the run's ``C`` training cycles (at least 4), alternating ``slots``."""
+    times = []
+    for cycle in range(max(workload.cycles, 4)):
+        member_comm.Barrier()
+        start = time.perf_counter()
+        train_cycle(trainer, member_comm, slots[cycle % 2], workload)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def build_member(member_comm: Any, workload: Any, member: Any, blocks: list,
+                 scratch: str) -> tuple[Any, list]:
+    """The trainer of ``member`` as ``couple`` builds it, and two sets of fresh slots.
+
+    ``blocks`` holds ``(offset, local shape)`` of each sim rank this train rank
+    receives from. Nothing is trained yet: a run's first cycles (its replay buffer
+    filling memory the process never touched) are measured on this trainer first.
+    """
     import torch
 
     from tcoupled.runtime.telemetry import PhaseTimer
@@ -50,18 +93,27 @@ def time_member(member_comm: Any, workload: Any, member: Any, frames: tuple,
     from tcoupled.training.ensemble import init_member_group
     from tcoupled.training.model import build_model
     from tcoupled.training.replay import ReplayBuffer
-    from tcoupled.training.samples import TRAINING_DTYPE, samples_from_frames
     from tcoupled.training.trainer import Trainer
 
     torch.set_num_threads(1)
     device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
     group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
-    timer = PhaseTimer()
     trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
-                      group=group, timer=timer, batch_size=workload.batch_size or None,
+                      group=group, timer=PhaseTimer(), batch_size=workload.batch_size or None,
                       replay=ReplayBuffer(workload.replay))
-    groups = [samples_from_frames(torch.randn(frames, dtype=TRAINING_DTYPE, device=device))
-              for _ in range(sources)]
+    return trainer, fresh_slots(blocks, workload.sim_steps, device)
+
+
+def time_member(member_comm: Any, workload: Any, trainer: Any, slots: list) -> dict:
+    """Time ``trainer`` (from :func:`build_member`) on random slots, as the run trains."""
+    import torch
+
+    from tcoupled.training.replay import ReplayBuffer
+    from tcoupled.training.samples import samples_from_frames
+
+    frames = tuple(slots[0][0][1].shape)
+    groups = [samples_from_frames(torch.randn_like(block)) for _, block in slots[0]]
+    trainer.replay = ReplayBuffer(workload.replay)
     start = time.perf_counter()
     trainer.replay.offer(groups)  # as from cycle 2 on: each iteration also replays
     offered = sum(len(g) for g in groups)
@@ -69,13 +121,18 @@ def time_member(member_comm: Any, workload: Any, member: Any, frames: tuple,
     start = time.perf_counter()
     trainer.train(groups, 1)
     first = time.perf_counter() - start
-    timer.totals.clear()
+    trainer.timer.totals.clear()
     times = _iteration_times(member_comm, trainer, groups)
-    allreduce = timer.totals.get("allreduce", 0.0) / len(times)  # 0 for a one-rank member
-    return trainer, groups, {
-        "iter_s": statistics.median(times), "allreduce_s": allreduce, "first_iter_s": first,
-        "digest_s": _digest_time(frames, workload.wave.dtype),
-        "replay_sample_s": replay_s, "replay_samples": offered}
+    allreduce = trainer.timer.totals.get("allreduce", 0.0) / len(times)  # 0: one rank
+    found = {"iter_s": statistics.median(times), "allreduce_s": allreduce,
+             "first_iter_s": first, "digest_s": _digest_time(frames, workload.wave.dtype),
+             "replay_sample_s": replay_s, "replay_samples": offered}
+    # whole cycles from an empty buffer, in memory the process has used before
+    trainer.replay = ReplayBuffer(workload.replay)
+    found["train_cycle_s"] = statistics.median(cycle_times(member_comm, trainer, slots,
+                                                           workload)[1:])
+    trainer.replay = ReplayBuffer(workload.replay)
+    return found
 
 
 def _digest_time(frames: tuple, dtype: str) -> float:

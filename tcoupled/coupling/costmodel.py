@@ -36,9 +36,19 @@ Every input is measured on the run's own shapes by :func:`calibrate`: a short jo
 (:mod:`tcoupled.coupling.calibration`) at the run's rank counts times a decomposed
 cycle of the solver (halo included), each member's DDP training (allreduce and first
 iteration included) and the handoff mechanisms; handoff costs from a ``bench
-channels`` result replace the in-run measurement when given. Pure arithmetic lives in
-:func:`predict`; :func:`choose_division` picks space only when it is predicted at
-least ``SPACE_MARGIN`` faster.
+channels`` result replace the in-run measurement when given. The job also measures
+what the sums above miss, and then they give way to it:
+
+* a training cycle whole (``train_cycle_s``: the sources' blocks put in context, ``M``
+  iterations, the replay buffer offered the new samples) stands for ``M * iter`` and
+  the replay copies, and the trainer's first ``C`` cycles in a fresh process
+  (``train_turn_s``, its replay buffer filling memory it never used) for both;
+* time division's cycle measured in ``C`` turns over the zero-copy ``shm`` channel
+  (``turn_cycle_s``: waits, wake-ups and the slot read across cores included) stands
+  for ``sim + latency + train``; a channel that moves bytes adds ``h - latency`` per slot.
+
+Pure arithmetic lives in :func:`predict`; :func:`choose_division` picks space only when
+its steady cycle is predicted at least ``SPACE_MARGIN`` faster.
 """
 
 from __future__ import annotations
@@ -121,6 +131,11 @@ class UnitCosts:
     replay_sample_s: float = 0.0   # copying one sample into the replay buffer
     replay_samples: int = 0        # samples a train rank offers its buffer per cycle
     replay_capacity: int = 0       # the buffer's size (--replay)
+    train_cycle_s: float = 0.0     # a whole steady training cycle (0: from iter_s and replay)
+    train_together_s: float = 0.0  # that cycle while the sim ranks step
+    turn_cycle_s: float = 0.0      # time division's cycle measured in turns, zero copy
+    sim_turn_s: float = 0.0        # of it: the sim side's part (reported)
+    train_turn_s: float = 0.0      # of it: the training side's part (reported)
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
@@ -129,11 +144,21 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     from tcoupled.training.replay import steady_copies
 
     h = handoff.seconds(costs.slot_bytes)
-    per_cycle = costs.sources * costs.digest_s + costs.replay_sample_s * steady_copies(
-        costs.replay_samples, costs.replay_capacity, cycles)
-    train = train_iters * (costs.iter_s + costs.allreduce_s) + per_cycle
+    digest = costs.sources * costs.digest_s
+    if costs.train_turn_s > 0 or costs.train_cycle_s > 0:  # measured whole, replay included
+        train = (costs.train_turn_s or costs.train_cycle_s) + digest
+    else:
+        train = train_iters * (costs.iter_s + costs.allreduce_s) + digest + (
+            costs.replay_sample_s * steady_copies(costs.replay_samples, costs.replay_capacity,
+                                                  cycles))
     warmup = costs.warmup_s / max(cycles, 1)
     if division == "time":
+        if costs.turn_cycle_s > 0:   # measured in turns: add what the channel's bytes cost
+            moved = (h - handoff.latency_s) * max(costs.feeds, costs.sources)
+            steady = costs.turn_cycle_s + moved + digest
+            return {"cycle_s": steady + warmup, "steady_s": steady,
+                    "sim_s": costs.sim_turn_s, "train_s": costs.train_turn_s + digest,
+                    "handoff_s": steady - costs.sim_turn_s - costs.train_turn_s - digest}
         # the slots, then the signal that hands the turn back to the sim ranks
         handoffs = h * max(costs.feeds, costs.sources) + handoff.latency_s
         steady = costs.sim_s + handoffs + train
@@ -141,14 +166,17 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
                 "handoff_s": handoffs, "train_s": train}
     if division != "space":
         raise ConfigError(f"division must be time or space, got {division!r}")
-    together = costs.sim_together_s > 0 and costs.iter_together_s > 0
+    together = costs.sim_together_s > 0 and (costs.iter_together_s > 0
+                                              or costs.train_together_s > 0)
     produce = costs.sim_s + costs.feeds * h
     consume = costs.sources * h + train
     steady = max(produce, consume)
     if together:   # measured side by side: sharing of cores and bandwidth included
+        train_slowdown = (costs.train_together_s / costs.train_cycle_s
+                          if costs.train_together_s > 0 and costs.train_cycle_s > 0 else
+                          costs.iter_together_s / max(costs.iter_s + costs.allreduce_s, 1e-12))
         steady = _overlapped(produce, consume, costs.sim_together_s / max(costs.sim_s, 1e-12),
-                             costs.iter_together_s / max(costs.iter_s + costs.allreduce_s,
-                                                         1e-12))
+                             train_slowdown)
     busy = 0.0
     if costs.cores and not together:
         busy = (min(costs.sim_ranks, costs.cores) * produce
@@ -254,7 +282,8 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         sim_s=found["sim_s"], iter_s=max(found["iter_s"] - found["allreduce_s"], 0.0),
         allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
         feeds=found["feeds"], sources=found["sources"],
-        warmup_s=max(found["first_iter_s"] - found["iter_s"], 0.0),
+        warmup_s=max(found["first_turn_s"] - found["train_turn_s"] if "first_turn_s" in found
+                     else found["first_iter_s"] - found["iter_s"], 0.0),
         digest_s=found.get("digest_s", 0.0) if workload.verify else 0.0,
         sim_ranks=workload.sim_ranks,
         train_ranks=workload.train_ranks, cores=cores_available(),
@@ -262,7 +291,9 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         sim_together_s=found.get("sim_together_s", 0.0),
         iter_together_s=found.get("iter_together_s", 0.0),
         replay_sample_s=found.get("replay_sample_s", 0.0),
-        replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay)
+        replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay,
+        **{key: found.get(key, 0.0) for key in ("train_cycle_s", "train_together_s",
+                                                "turn_cycle_s", "sim_turn_s", "train_turn_s")})
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
     return costs, handoff
 
@@ -273,9 +304,13 @@ def choose_division(workload: Workload, channel: str | None = None,
                     source: str = "in-run") -> tuple[str, str]:
     """Pick space only when predicted ``SPACE_MARGIN`` faster; return it and a one-line why.
 
-    ``handoff`` overrides the in-run measurement per channel (``None``: the ``bench
-    channels`` result in ``TCOUPLED_BENCH_JSON``, if any), ``source`` says where given
-    ones come from; ``costs`` skips the calibration job (both given: no job at all).
+    The divisions are compared on their steady cycle (``steady_s``): the rate the
+    division sets. What a run pays once (the first iteration, space division's
+    pipeline fill) is left out of the choice, as ``steady_cycle_s`` leaves it out of
+    what a run measures. ``handoff`` overrides the in-run measurement per channel
+    (``None``: the ``bench channels`` result in ``TCOUPLED_BENCH_JSON``, if any),
+    ``source`` says where given ones come from; ``costs`` skips the calibration job
+    (both given: no job at all).
     """
     if workload.train_ranks == 0:
         return "time", "space division needs separate train ranks (--train-ranks 0)"
@@ -291,13 +326,14 @@ def choose_division(workload: Workload, channel: str | None = None,
         if channels[division] not in links:
             raise ConfigError(f"no handoff cost for channel {channels[division]!r}")
         cycle[division] = predict(costs, links[channels[division]], division,
-                                  workload.train_iters, workload.cycles)["cycle_s"]
+                                  workload.train_iters, workload.cycles)["steady_s"]
     margin = cycle["time"] / cycle["space"] - 1
     best = "space" if margin >= SPACE_MARGIN else "time"
-    train = workload.train_iters * (costs.iter_s + costs.allreduce_s)
+    train = (costs.train_turn_s or costs.train_cycle_s
+             or workload.train_iters * (costs.iter_s + costs.allreduce_s))
     busy = costs.sim_ranks + costs.train_ranks
     why = (f"predicted {cycle['time']:.4f} s/cycle for time ({channels['time']}) vs "
-           f"{cycle['space']:.4f} s/cycle for space ({channels['space']}): space "
+           f"{cycle['space']:.4f} s/cycle for space ({channels['space']}) once running: space "
            f"{margin:+.0%} faster (needs {SPACE_MARGIN:+.0%}); per cycle sim "
            f"{costs.sim_s:.4f} s (halo {costs.halo_s:.4f} s), train {train:.4f} s "
            f"(allreduce {workload.train_iters * costs.allreduce_s:.4f} s), slot "

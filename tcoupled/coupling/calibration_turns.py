@@ -1,0 +1,118 @@
+"""Time division's turns in the cost model's calibration job (:mod:`.calibration`).
+
+The sim ranks and the train ranks take ``C`` turns through ``couple``'s own loops
+(:func:`~tcoupled.coupling.schedule.run_sim_cycles`,
+:func:`~tcoupled.coupling.schedule.run_train_cycles`) and its zero-copy ``shm`` channel,
+with the run's routes, slot, waits and training: a sim rank steps ``K`` steps into its
+slot and publishes it, a train rank puts its sources' blocks in context, trains ``M``
+iterations and releases them. The solver starts as the run's does; nothing is written.
+
+Timed apart, each side's cycle is faster than in turns, for reasons measured here:
+
+* the trainer's first cycles fill its replay buffer in memory the process never
+  touched (12-cycle runs of a 129^2 workload: 16-18 ms a cycle while it filled,
+  10-11 ms after; a trainer that had filled a buffer before: 8-9 ms from the start);
+* the trainer reads the slot the sim rank has just written on another core;
+* on an oversubscribed node each wake-up of a waiting rank takes a core from the
+  working ones (two sim ranks and a train rank on 2 cores: the halo exchanges of a
+  turn took 3.2-5.7 ms of a cycle against 0.9-1.4 ms when timed alone).
+
+So the time-division cycle is measured here, whole, as the median of cycles 2 to C
+(what a run's ``steady_cycle_s`` reads). Each side's busy time per cycle (its cycle
+less its waits) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+
+def routes(workload: Any) -> tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]:
+    """Calibration ranks each sim rank feeds and each train rank receives from.
+
+    The calibration numbers the sim ranks ``0..S-1`` and the train ranks ``S..S+T-1``
+    by their role index; the pairs are the run's own (its placement plan).
+    """
+    from tcoupled.placement.plan import RoleCounts, plan_ranks
+
+    plan = plan_ranks(RoleCounts(sim=workload.sim_ranks, train=workload.train_ranks), None, 0,
+                      workload.placement, len(workload.members))
+    index = {info.rank: (info.role_index if info.role == "sim"
+                         else workload.sim_ranks + info.role_index) for info in plan.ranks}
+    feeds = {index[i.rank]: tuple(index[r] for r in i.feeds) for i in plan.of_role("sim")}
+    sources = {index[i.rank]: tuple(index[r] for r in i.sources) for i in plan.of_role("train")}
+    return feeds, sources
+
+
+class _Clock:
+    """The :data:`~tcoupled.coupling.schedule.CycleHook` of a turn: each cycle's end."""
+
+    def __init__(self, timer: Any) -> None:
+        self.timer, self.start = timer, time.perf_counter()
+        self.ends: list[tuple[float, float]] = []   # (seconds, seconds idle so far)
+
+    def __call__(self, done: int) -> None:
+        self.ends.append((time.perf_counter() - self.start, self.timer.totals.get("idle", 0.0)))
+
+    def result(self, side: str) -> dict:
+        """Median period and busy time of cycles 2 to C (the first one too, for warm-up)."""
+        points = [(0.0, 0.0), *self.ends]
+        periods = [b[0] - a[0] for a, b in zip(points, points[1:])]
+        busy = [(b[0] - a[0]) - (b[1] - a[1]) for a, b in zip(points, points[1:])]
+        found = {f"{side}_turn_s": statistics.median(busy[1:] or busy),
+                 "turn_cycle_s": statistics.median(periods[1:] or periods)}
+        if side == "train":
+            found["first_turn_s"] = busy[0]
+        return found
+
+
+def take_turns(world: Any, workload: Any, scratch: str, solver: Any = None,
+               train: Any = None, blocks: dict | None = None) -> dict:
+    """``C`` time-division cycles over the ``shm`` channel (collective over ``world``).
+
+    A sim rank passes its ``solver``; a train rank passes ``train(samples)`` (one
+    cycle's iterations) and ``blocks``, the offset of each sim rank it receives from.
+    """
+    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels.copies import CopyLedger
+    from tcoupled.coupling.schedule import (
+        DigestLog,
+        Schedule,
+        run_sim_cycles,
+        run_train_cycles,
+    )
+    from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.runtime.telemetry import PhaseTimer
+
+    feeds, sources = routes(workload)
+    rank, cycles = world.Get_rank(), max(workload.cycles, 4)
+    spec = None
+    if solver is not None:
+        spec = SlotSpec(workload.sim_steps + 1, tuple(solver.local_shape), workload.wave.dtype,
+                        pad=1, carried=1)
+    specs = world.allgather(spec)
+    xp = __import__(world.bcast(solver.xp.__name__ if solver is not None else None, root=0))
+    timer = PhaseTimer()
+    node = world.Split_type(init_mpi().COMM_TYPE_SHARED, key=rank)
+    ctx = ChannelContext(world=world, node_comm=node, staging_dir=Path(scratch, "turns"),
+                         timer=timer, xp=xp,
+                         ledger=CopyLedger(), slots=1)
+    channel = open_channel("shm", ctx, spec)
+    clock = _Clock(timer)
+    try:
+        if solver is not None:
+            run_sim_cycles(solver, channel.sender(feeds[rank]),
+                           Schedule("time", cycles, workload.sim_steps), timer, clock)
+            return clock.result("sim")
+        receivers = [channel.receiver(s, specs[s], cycles) for s in sources[rank]]
+        run_train_cycles(receivers, sources[rank], cycles,
+                         lambda tensors: train([(blocks[s], t) for s, t in
+                                                zip(sources[rank], tensors, strict=True)]),
+                         DigestLog(timer, enabled=False), 0, clock)
+        return clock.result("train")
+    finally:
+        channel.close()
+        node.Free()
