@@ -55,13 +55,32 @@ def test_time_division_measured_in_turns_adds_only_the_channel_bytes():
     from dataclasses import replace
 
     turns = replace(COSTS, turn_cycle_s=0.5, sim_turn_s=0.3, train_turn_s=0.15, digest_s=0.01)
-    parts = predict(turns, LINK, "time", train_iters=4, cycles=4)
+    parts = predict(turns, LINK, "time", train_iters=4, cycles=4, channel="mpi")
     # the turns ran zero copy: the link's latency is in them, its bytes (2 sources) not,
     # nor the --verify hash of each slot
-    assert parts["steady_s"] == pytest.approx(0.5 + 2 * (0.002 - 0.001) + 2 * 0.01)
+    assert parts["measured"] and parts["steady_s"] == pytest.approx(
+        0.5 + 2 * (0.002 - 0.001) + 2 * 0.01)
     assert parts["cycle_s"] == pytest.approx(parts["steady_s"] + 0.4 / 4)
-    assert parts["sim_s"] == 0.3 and parts["train_s"] == pytest.approx(0.15 + 0.02)
-    assert parts["handoff_s"] == pytest.approx(0.5 + 0.002 - 0.3 - 0.15)
+    # the analytic sum beside it: sim + 2 slots + the turn back + the measured training
+    assert parts["analytic_s"] == pytest.approx(0.3 + 2 * 0.002 + 0.001 + 0.15 + 0.02)
+    # on the channel the turns ran on, the measured cycle as it is
+    shm = predict(turns, HandoffCost(0.001), "time", 4, 4, channel="shm")
+    assert shm["steady_s"] == pytest.approx(0.5 + 0.02)
+
+
+def test_space_division_measured_as_a_pipeline_swaps_only_the_channel():
+    from dataclasses import replace
+
+    pipe = replace(COSTS, pipe_cycle_s=0.4, pipe_link_s=0.0015)
+    assert predict(pipe, LINK, "space", 4, 4, "mpi")["steady_s"] == pytest.approx(0.4)
+    # another channel: its handoff instead of the measured mpi one, for 2 sources
+    other = predict(pipe, LINK, "space", 4, 4, "file")
+    assert other["steady_s"] == pytest.approx(0.4 + 2 * (0.002 - 0.0015))
+    analytic = predict(COSTS, LINK, "space", 4, 4)
+    assert other["analytic_s"] == pytest.approx(analytic["steady_s"])
+    # paid once per run, on top: the fill (the faster side's cycle) and the first iteration
+    assert other["cycle_s"] - other["steady_s"] == pytest.approx(
+        analytic["cycle_s"] - analytic["steady_s"])
 
 
 def test_space_division_trains_whole_measured_cycles():
@@ -196,10 +215,12 @@ def test_calibration_result_becomes_unit_costs():
                 "sim_together_s": 0.03, "iter_together_s": 0.07, "replay_sample_s": 2e-4,
                 "replay_samples": 6}
     turns = {"turn_cycle_s": 0.3, "sim_turn_s": 0.03, "train_turn_s": 0.25,
-             "first_turn_s": 0.45, "train_cycle_s": 0.2, "train_together_s": 0.22}
+             "first_turn_s": 0.45, "train_cycle_s": 0.2, "train_together_s": 0.22,
+             "pipe_cycle_s": 0.26}
     costs = calibrate(workload, {**measured, **turns})[0]
     assert (costs.turn_cycle_s, costs.sim_turn_s, costs.train_turn_s, costs.train_cycle_s,
-            costs.train_together_s) == (0.3, 0.03, 0.25, 0.2, 0.22)
+            costs.train_together_s, costs.pipe_cycle_s) == (0.3, 0.03, 0.25, 0.2, 0.22, 0.26)
+    assert costs.pipe_link_s == pytest.approx(1e-5 + 1e-9 * 5 * 17 * 33 * 4)  # mpi, in-run
     assert costs.warmup_s == pytest.approx(0.2)  # the first turn's extra, when turns ran
     costs, links = calibrate(workload, measured)
     assert costs.digest_s == 0.0  # no --verify: nothing hashed
@@ -232,6 +253,8 @@ def test_calibration_job_runs_at_the_run_rank_counts():
     # the turns: each side's busy part of a cycle is in the (slowest rank's) cycle
     assert 0 < found["sim_turn_s"] <= found["turn_cycle_s"]
     assert 0 < found["train_turn_s"] <= found["turn_cycle_s"]
+    assert 0 < found["sim_pipe_s"] <= found["pipe_cycle_s"]
+    assert 0 < found["train_pipe_s"] <= found["pipe_cycle_s"]
     assert (found["feeds"], found["sources"]) == (1, 2)
     assert set(found["handoff"]) == {"inproc", "shm", "mpi", "file"}
     assert all(latency > 0 and per_byte >= 0 for latency, per_byte in found["handoff"].values())

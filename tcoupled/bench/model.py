@@ -2,17 +2,17 @@
 
 Each workload (grid, sim steps, train iterations, CNN, rank counts, channel) is
 calibrated once as ``couple --division auto`` calibrates
-(:func:`tcoupled.coupling.costmodel.run_calibration`, a short job at the workload's
-rank counts), with the handoff costs fitted to the ``channels`` result of the same
-``bench.json`` when there is one (else the calibration's in-run measurement). Then it
-is run for real in *both* divisions, ``launches`` times each, and the prediction of
-:func:`tcoupled.coupling.costmodel.predict` (``steady_s``: a cycle once running) is set
-against the median of the run's ``steady_cycle_s`` (the slowest rank's median of cycles
-2 to C; the first cycle carries the start-up and the space pipeline's fill). The
-workloads span solver-to-training cost ratios from about 0.1 to 10, the ``shm``,
-``mpi`` and ``file`` channels and 1-2 sim and train ranks. For each workload
-``auto``'s choice (space only when predicted >= 20% faster) counts as correct when its
-measured cycle is the faster one's or within 10% of it.
+(:func:`tcoupled.coupling.costmodel.run_calibration`: a short job at the workload's
+rank counts, which also runs each division's cycles on its default channel), with the
+handoff costs fitted to the ``channels`` result of the same ``bench.json`` when there
+is one (else the calibration's in-run measurement). Then it is run for real in *both*
+divisions, ``launches`` times each, and the prediction (``steady_s``: a cycle once
+running) is set against the median of the run's ``steady_cycle_s`` (the slowest rank's
+median of cycles 2 to C). Each row also carries the analytic sum of the unit costs
+alone (``analytic_ratio``). The workloads span solver-to-training cost ratios from
+about 0.1 to 10, the ``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train
+ranks. For each workload ``auto``'s choice (space only when predicted >= 20% faster)
+counts as correct when its measured cycle is the faster one's or within 10% of it.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
     rows = []
     for division in ("time", "space"):
         link = channel or ("shm" if division == "time" else "mpi")
-        parts = predict(costs, links[link], division, workload.train_iters, size["cycles"])
+        parts = predict(costs, links[link], division, workload.train_iters, size["cycles"], link)
         args = couple_flags(sim, train, channel, flags, division, size["cycles"])
         found = measured_spread(args, sim + train, size["launches"])
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
@@ -238,7 +238,8 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
         else:
             row.update(measured_s=found["median"], measured_q1=found["q1"],
                        measured_q3=found["q3"], launches=found["values"],
-                       ratio=parts["steady_s"] / found["median"])
+                       ratio=parts["steady_s"] / found["median"],
+                       analytic_ratio=parts["analytic_s"] / found["median"])
         print(f"bench model: {row['case']} (K={workload.sim_steps}): predicted "
               f"{row['predicted_s']:.4f} s/cycle, measured {row.get('measured_s', 'failed')}",
               flush=True)
@@ -271,11 +272,13 @@ def run(options: dict) -> dict:
     done = [r for r in rows if not r.get("failed")]
     judged = [c for c in choices if "correct" in c]
     within = sum(abs(r["ratio"] - 1) <= 0.25 for r in done)
+    analytic = sum(abs(r["analytic_ratio"] - 1) <= 0.25 for r in done)
     ratios = [r["solver_to_training"] for r in rows] or [float("nan")]
     head = {"cases": len(done), "launches_per_case": size["launches"],
             "within_25pct": within,
             "within_25pct_fraction": within / len(done) if done else float("nan"),
             "worst_error": max((abs(r["ratio"] - 1) for r in done), default=float("nan")),
+            "analytic_within_25pct": analytic,  # the sums alone, without the measured cycles
             "auto_correct": sum(c["correct"] for c in judged), "auto_judged": len(judged),
             "auto_correct_fraction": (sum(c["correct"] for c in judged) / len(judged)
                                       if judged else float("nan")),
@@ -290,7 +293,7 @@ def run(options: dict) -> dict:
 def table(results: dict) -> list[str]:
     """Predicted against measured seconds per cycle, one line per case, then auto."""
     lines = [f"{'case':<40} {'ch':<4} {'sim/train':>9} {'predicted s':>11} "
-             f"{'measured s (IQR)':>25} {'ratio':>6}"]
+             f"{'measured s (IQR)':>25} {'ratio':>6} {'sums':>5}"]
     for r in results["rows"]:
         head = (f"{r['case']:<40} {r['channel']:<4} {r['solver_to_training']:>9.2f} "
                 f"{r['predicted_s']:>11.4f}")
@@ -298,7 +301,7 @@ def table(results: dict) -> list[str]:
             lines.append(f"{head} {'failed':>25}")
             continue
         spread = f"{r['measured_s']:.4f} ({r['measured_q1']:.4f}-{r['measured_q3']:.4f})"
-        lines.append(f"{head} {spread:>25} {r['ratio']:>6.2f}")
+        lines.append(f"{head} {spread:>25} {r['ratio']:>6.2f} {r['analytic_ratio']:>5.2f}")
     for c in results["choices"]:
         if "failed" in c:
             lines.append(f"{c['workload']}: failed ({c['failed'][:200]})")
@@ -310,7 +313,8 @@ def table(results: dict) -> list[str]:
     head = results["headline"]
     lines.append(f"{head['cases']} cases x {head['launches_per_case']} launches: within 25% "
                  f"{head['within_25pct']} ({head['within_25pct_fraction']:.0%}), worst error "
-                 f"{head['worst_error']:.0%}; auto correct {head['auto_correct']}/"
+                 f"{head['worst_error']:.0%} (the analytic sums alone: "
+                 f"{head['analytic_within_25pct']}); auto correct {head['auto_correct']}/"
                  f"{head['auto_judged']}; handoff costs from {head['handoff_source']}")
     return lines
 

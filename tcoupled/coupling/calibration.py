@@ -204,21 +204,28 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
 
 def turns(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
           member_comm: Any = None, blocks: dict | None = None) -> dict:
-    """Time division's cycle, the sides taking turns (:mod:`.calibration_turns`)."""
-    from tcoupled.coupling.calibration_train import train_cycle
+    """Each division's cycle measured whole (:mod:`.calibration_turns`): time, then space."""
+    from tcoupled.coupling.calibration_train import fresh_memory, train_cycle
     from tcoupled.coupling.calibration_turns import take_turns
     from tcoupled.sim.solver import WaveSolver
     from tcoupled.training.samples import as_training_dtype
 
-    if trainer is not None:
-        def train(pairs: list) -> None:
-            cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
-            train_cycle(trainer, member_comm, cast, workload)
+    def train(pairs: list) -> None:
+        cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
+        train_cycle(trainer, member_comm, cast, workload)
 
-        offsets = {source: offset for source, (offset, _) in blocks.items()}
-        return take_turns(world, workload, scratch, train=train, blocks=offsets)
-    with WaveSolver(workload.wave, sim_comm) as solver:
-        return take_turns(world, workload, scratch, solver=solver)
+    found: dict = {}
+    for division in ("time", "space"):
+        if trainer is not None:
+            fresh_memory(trainer, workload)   # its replay buffer fills from empty, as a run's
+            offsets = {source: offset for source, (offset, _) in blocks.items()}
+            found.update(take_turns(world, workload, scratch, division, train=train,
+                                    blocks=offsets))
+        else:
+            with WaveSolver(workload.wave, sim_comm) as solver:
+                found.update(take_turns(world, workload, scratch, division, solver=solver))
+        sleep_barrier(world)
+    return found
 
 
 def handoff_phase(world: Any, first_train: int, nbytes: int, scratch: str) -> dict:

@@ -19,7 +19,11 @@ Timed apart, each side's cycle is faster than in turns, for reasons measured her
 
 So the time-division cycle is measured here, whole, as the median of cycles 2 to C
 (what a run's ``steady_cycle_s`` reads). Each side's busy time per cycle (its cycle
-less its waits) is reported beside it.
+less its waits) is reported beside it. Space division's pipeline (two slots over
+``mpi``, the sides running at once) is measured the same way: with more busy ranks
+than cores, how the scheduler shares them is beyond the sum of side-by-side speeds
+(two sim ranks and a train rank on 2 cores: 14 ms a cycle measured, 9 ms from the
+sides' speeds running together).
 """
 
 from __future__ import annotations
@@ -57,26 +61,41 @@ class _Clock:
     def __call__(self, done: int) -> None:
         self.ends.append((time.perf_counter() - self.start, self.timer.totals.get("idle", 0.0)))
 
-    def result(self, side: str) -> dict:
-        """Median period and busy time of cycles 2 to C (the first one too, for warm-up)."""
+    def result(self, side: str, kind: str) -> dict:
+        """Median period and busy time of cycles 2 to C (the first one too, for warm-up).
+
+        ``kind`` names them: ``{side}_{kind}_s``, ``{kind}_cycle_s``, ``first_{kind}_s``.
+        """
         points = [(0.0, 0.0), *self.ends]
         periods = [b[0] - a[0] for a, b in zip(points, points[1:])]
         busy = [(b[0] - a[0]) - (b[1] - a[1]) for a, b in zip(points, points[1:])]
-        found = {f"{side}_turn_s": statistics.median(busy[1:] or busy),
-                 "turn_cycle_s": statistics.median(periods[1:] or periods)}
+        found = {f"{side}_{kind}_s": statistics.median(busy[1:] or busy),
+                 f"{kind}_cycle_s": statistics.median(periods[1:] or periods)}
         if side == "train":
-            found["first_turn_s"] = busy[0]
+            found[f"first_{kind}_s"] = busy[0]
         return found
 
 
-def take_turns(world: Any, workload: Any, scratch: str, solver: Any = None,
-               train: Any = None, blocks: dict | None = None) -> dict:
-    """``C`` time-division cycles over the ``shm`` channel (collective over ``world``).
+#: the name of each division's figures (``turn_cycle_s``, ``pipe_cycle_s``, ...)
+KINDS = {"time": "turn", "space": "pipe"}
 
-    A sim rank passes its ``solver``; a train rank passes ``train(samples)`` (one
-    cycle's iterations) and ``blocks``, the offset of each sim rank it receives from.
+
+def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
+               solver: Any = None, train: Any = None, blocks: dict | None = None) -> dict:
+    """``C`` cycles of ``division`` over its default channel (collective over ``world``).
+
+    Time division takes turns over ``shm``, space division runs its pipeline of two
+    slots over ``mpi``, each waiting as ``couple`` makes it wait. A sim rank passes its
+    ``solver``; a train rank passes ``train(samples)`` (one cycle's iterations) and
+    ``blocks``, the offset of each sim rank it receives from.
     """
-    from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+    from tcoupled.coupling.channels import (
+        ChannelContext,
+        SlotSpec,
+        default_channel,
+        open_channel,
+        slots_for,
+    )
     from tcoupled.coupling.channels.copies import CopyLedger
     from tcoupled.coupling.schedule import (
         DigestLog,
@@ -84,9 +103,12 @@ def take_turns(world: Any, workload: Any, scratch: str, solver: Any = None,
         run_sim_cycles,
         run_train_cycles,
     )
+    from tcoupled.runtime.cores import node_load
     from tcoupled.runtime.mpienv import init_mpi
     from tcoupled.runtime.telemetry import PhaseTimer
+    from tcoupled.runtime.waiting import adapt_to
 
+    adapt_to(node_load(world), naps=division == "time")  # as couple waits in this division
     feeds, sources = routes(workload)
     rank, cycles = world.Get_rank(), max(workload.cycles, 4)
     spec = None
@@ -97,22 +119,21 @@ def take_turns(world: Any, workload: Any, scratch: str, solver: Any = None,
     xp = __import__(world.bcast(solver.xp.__name__ if solver is not None else None, root=0))
     timer = PhaseTimer()
     node = world.Split_type(init_mpi().COMM_TYPE_SHARED, key=rank)
-    ctx = ChannelContext(world=world, node_comm=node, staging_dir=Path(scratch, "turns"),
-                         timer=timer, xp=xp,
-                         ledger=CopyLedger(), slots=1)
-    channel = open_channel("shm", ctx, spec)
+    ctx = ChannelContext(world=world, node_comm=node, staging_dir=Path(scratch, division),
+                         timer=timer, xp=xp, ledger=CopyLedger(), slots=slots_for(division))
+    channel = open_channel(default_channel(division, workload.train_ranks), ctx, spec)
     clock = _Clock(timer)
     try:
         if solver is not None:
             run_sim_cycles(solver, channel.sender(feeds[rank]),
-                           Schedule("time", cycles, workload.sim_steps), timer, clock)
-            return clock.result("sim")
+                           Schedule(division, cycles, workload.sim_steps), timer, clock)
+            return clock.result("sim", KINDS[division])
         receivers = [channel.receiver(s, specs[s], cycles) for s in sources[rank]]
         run_train_cycles(receivers, sources[rank], cycles,
                          lambda tensors: train([(blocks[s], t) for s, t in
                                                 zip(sources[rank], tensors, strict=True)]),
                          DigestLog(timer, enabled=False), 0, clock)
-        return clock.result("train")
+        return clock.result("train", KINDS[division])
     finally:
         channel.close()
         node.Free()

@@ -1,54 +1,16 @@
 """Cost model: predicted time per cycle of time and space division, and the choice.
 
-One cycle of ``couple`` is ``K`` solver steps that fill a slot of ``K + 1`` fields, the
-slot's handoff, and ``M`` training iterations. With per-unit costs
-
-* ``sim`` -- the sim ranks' ``K`` steps (halo exchanges included) plus the slot copies;
-* ``h`` -- one slot through the channel, ``latency + bytes * s_per_byte``
-  (zero-copy channels have ``s_per_byte = 0``);
-* ``iter`` -- one optimizer step on a train rank's batch, plus ``allreduce`` (DDP, only
-  for members over several train ranks);
-* ``warmup`` -- the extra time of the first iteration, paid once per run;
-* ``digest`` -- with ``--verify``, the trainer's hash of each received slot; ``M * iter``
-  below includes ``s * digest`` and the replay buffer's copies of a steady cycle,
-
-and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank:
-
-* time division (turns): ``cycle = sim + h * max(f, s) + latency + M * iter + warmup / C``
-  (the latency of handing the turn back to the sim ranks);
-* space division (concurrent, double buffered): ``produce = sim + f * h``,
-  ``consume = s * h + M * iter``; the pipeline runs at the slower side and pays one
-  cycle of the faster side to fill, ``cycle = max + (min + warmup) / C``; once running
-  (``steady_s``) a cycle is ``max(produce, consume)``, and time division's drops ``/ C``.
-
-In space division both sides compute at once. The calibration measures ``sim`` and
-``iter + allreduce`` a second time with the two sides running together: sharing of
-cores (more busy ranks, or threads, than cores), of memory bandwidth and of the
-trainer's communication threads is then measured, not modelled. Each side runs at
-that side-by-side speed while the other runs too, and at its own speed once the other
-is done with its cycle (the faster side then waits for its slot to be released).
-Without those figures (costs given by hand) oversubscription is modelled: with ``P``
-cores a cycle also takes at least the busy core-seconds over the cores, ``(min(S, P)
-produce + min(T, P) consume) / P`` (waiting ranks sleep; in time division only one
-side computes at a time, and the calibration ran that side at its rank count).
+The arithmetic -- per-unit costs and what they add up to per cycle -- is
+:mod:`tcoupled.coupling.prediction`. Here: the workload a ``couple`` run describes,
+its calibration and :func:`choose_division`.
 
 Every input is measured on the run's own shapes by :func:`calibrate`: a short job
 (:mod:`tcoupled.coupling.calibration`) at the run's rank counts times a decomposed
 cycle of the solver (halo included), each member's DDP training (allreduce and first
-iteration included) and the handoff mechanisms; handoff costs from a ``bench
-channels`` result replace the in-run measurement when given. The job also measures
-what the sums above miss, and then they give way to it:
-
-* a training cycle whole (``train_cycle_s``: the sources' blocks put in context, ``M``
-  iterations, the replay buffer offered the new samples) stands for ``M * iter`` and
-  the replay copies, and the trainer's first ``C`` cycles in a fresh process
-  (``train_turn_s``, its replay buffer filling memory it never used) for both;
-* time division's cycle measured in ``C`` turns over the zero-copy ``shm`` channel
-  (``turn_cycle_s``: waits, wake-ups and the slot read across cores included) stands
-  for ``sim + latency + train``; a channel that moves bytes adds ``h - latency`` per slot.
-
-Pure arithmetic lives in :func:`predict`; :func:`choose_division` picks space only when
-its steady cycle is predicted at least ``SPACE_MARGIN`` faster.
+iteration included), the handoff mechanisms, and each division's cycle measured whole
+(:mod:`tcoupled.coupling.calibration_turns`); handoff costs from a ``bench channels``
+result replace the in-run measurement when given. :func:`choose_division` picks space
+only when its steady cycle is predicted at least ``SPACE_MARGIN`` faster.
 """
 
 from __future__ import annotations
@@ -63,6 +25,7 @@ from tcoupled.coupling.handoff import (  # noqa: F401 - part of this module's in
     handoff_costs_from_bench,
     handoff_from_bench_json,
 )
+from tcoupled.coupling.prediction import UnitCosts, predict  # noqa: F401 - its interface
 from tcoupled.runtime.errors import ConfigError
 
 #: space division must be predicted at least this much faster to be chosen by ``auto``
@@ -108,100 +71,6 @@ def workload_from_json(text: str) -> Workload:
                 centers=tuple(tuple(c) for c in wave["centers"]))
     members = tuple(MemberParams(**m) for m in data.pop("members"))
     return Workload(wave=WaveConfig(**wave), members=members, **data)
-
-
-@dataclass(frozen=True)
-class UnitCosts:
-    """Measured per-unit costs of a workload (see the module docstring)."""
-
-    sim_s: float               # K steps + slot copies, decomposed (halo included)
-    iter_s: float              # one optimizer step of the slowest train rank, no allreduce
-    allreduce_s: float         # per iteration, measured in the member's DDP group
-    slot_bytes: int
-    feeds: int                 # receivers per sim rank
-    sources: int               # slots per train rank per cycle
-    warmup_s: float = 0.0      # extra time of the very first iteration (once per run)
-    digest_s: float = 0.0      # the trainer's hash of one received slot (data provenance)
-    sim_ranks: int = 1
-    train_ranks: int = 0
-    cores: int = 0             # cores the ranks share (0: one core per rank)
-    halo_s: float = 0.0        # of sim_s: decomposed minus one block alone (reported only)
-    sim_together_s: float = 0.0    # sim_s while the trainers train (0: not measured)
-    iter_together_s: float = 0.0   # iter_s + allreduce_s while the sim ranks step
-    replay_sample_s: float = 0.0   # copying one sample into the replay buffer
-    replay_samples: int = 0        # samples a train rank offers its buffer per cycle
-    replay_capacity: int = 0       # the buffer's size (--replay)
-    train_cycle_s: float = 0.0     # a whole steady training cycle (0: from iter_s and replay)
-    train_together_s: float = 0.0  # that cycle while the sim ranks step
-    turn_cycle_s: float = 0.0      # time division's cycle measured in turns, zero copy
-    sim_turn_s: float = 0.0        # of it: the sim side's part (reported)
-    train_turn_s: float = 0.0      # of it: the training side's part (reported)
-
-
-def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
-            cycles: int) -> dict:
-    """Seconds per cycle of ``division`` and its parts: ``cycle_s`` and ``steady_s``."""
-    from tcoupled.training.replay import steady_copies
-
-    h = handoff.seconds(costs.slot_bytes)
-    digest = costs.sources * costs.digest_s
-    if costs.train_turn_s > 0 or costs.train_cycle_s > 0:  # measured whole, replay included
-        train = (costs.train_turn_s or costs.train_cycle_s) + digest
-    else:
-        train = train_iters * (costs.iter_s + costs.allreduce_s) + digest + (
-            costs.replay_sample_s * steady_copies(costs.replay_samples, costs.replay_capacity,
-                                                  cycles))
-    warmup = costs.warmup_s / max(cycles, 1)
-    if division == "time":
-        if costs.turn_cycle_s > 0:   # measured in turns: add what the channel's bytes cost
-            moved = (h - handoff.latency_s) * max(costs.feeds, costs.sources)
-            steady = costs.turn_cycle_s + moved + digest
-            return {"cycle_s": steady + warmup, "steady_s": steady,
-                    "sim_s": costs.sim_turn_s, "train_s": costs.train_turn_s + digest,
-                    "handoff_s": steady - costs.sim_turn_s - costs.train_turn_s - digest}
-        # the slots, then the signal that hands the turn back to the sim ranks
-        handoffs = h * max(costs.feeds, costs.sources) + handoff.latency_s
-        steady = costs.sim_s + handoffs + train
-        return {"cycle_s": steady + warmup, "steady_s": steady, "sim_s": costs.sim_s,
-                "handoff_s": handoffs, "train_s": train}
-    if division != "space":
-        raise ConfigError(f"division must be time or space, got {division!r}")
-    together = costs.sim_together_s > 0 and (costs.iter_together_s > 0
-                                              or costs.train_together_s > 0)
-    produce = costs.sim_s + costs.feeds * h
-    consume = costs.sources * h + train
-    steady = max(produce, consume)
-    if together:   # measured side by side: sharing of cores and bandwidth included
-        train_slowdown = (costs.train_together_s / costs.train_cycle_s
-                          if costs.train_together_s > 0 and costs.train_cycle_s > 0 else
-                          costs.iter_together_s / max(costs.iter_s + costs.allreduce_s, 1e-12))
-        steady = _overlapped(produce, consume, costs.sim_together_s / max(costs.sim_s, 1e-12),
-                             train_slowdown)
-    busy = 0.0
-    if costs.cores and not together:
-        busy = (min(costs.sim_ranks, costs.cores) * produce
-                + min(costs.train_ranks, costs.cores) * consume) / costs.cores
-    cycle = max(steady, busy) + min(produce, consume) / max(cycles, 1) + warmup
-    return {"cycle_s": cycle, "steady_s": max(steady, busy), "sim_s": costs.sim_s,
-            "handoff_s": costs.sources * h,
-            "train_s": train, "produce_s": produce, "consume_s": consume,
-            "oversubscribed": busy > steady}
-
-
-def _overlapped(produce: float, consume: float, sim_slowdown: float,
-                train_slowdown: float) -> float:
-    """A steady space-division cycle whose sides slow each other down while both run.
-
-    Both sides start a cycle together (the slower one's release lets the faster one
-    go on). While both run, each goes at its measured side-by-side speed (the
-    slowdown: side-by-side time over time alone); once one side is done, the other
-    has the machine to itself for the rest of its work.
-    """
-    sim_slowdown, train_slowdown = max(sim_slowdown, 1.0), max(train_slowdown, 1.0)
-    produce_both, consume_both = produce * sim_slowdown, consume * train_slowdown
-    if produce_both <= consume_both:
-        return produce_both + consume - produce_both / train_slowdown
-    return consume_both + produce - consume_both / sim_slowdown
 
 
 def fan_out(workload: Workload) -> tuple[int, int, int]:
@@ -278,6 +147,8 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
     """
     found = measured or run_calibration(workload)
     local = tuple(found["local_shape"])
+    handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
+    mpi = handoff.get("mpi", HandoffCost(0.0))
     costs = UnitCosts(
         sim_s=found["sim_s"], iter_s=max(found["iter_s"] - found["allreduce_s"], 0.0),
         allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
@@ -292,9 +163,10 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         iter_together_s=found.get("iter_together_s", 0.0),
         replay_sample_s=found.get("replay_sample_s", 0.0),
         replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay,
+        pipe_link_s=mpi.seconds(slot_bytes(workload, local)),
         **{key: found.get(key, 0.0) for key in ("train_cycle_s", "train_together_s",
-                                                "turn_cycle_s", "sim_turn_s", "train_turn_s")})
-    handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
+                                                "turn_cycle_s", "sim_turn_s", "train_turn_s",
+                                                "pipe_cycle_s")})
     return costs, handoff
 
 
@@ -326,7 +198,8 @@ def choose_division(workload: Workload, channel: str | None = None,
         if channels[division] not in links:
             raise ConfigError(f"no handoff cost for channel {channels[division]!r}")
         cycle[division] = predict(costs, links[channels[division]], division,
-                                  workload.train_iters, workload.cycles)["steady_s"]
+                                  workload.train_iters, workload.cycles,
+                                  channels[division])["steady_s"]
     margin = cycle["time"] / cycle["space"] - 1
     best = "space" if margin >= SPACE_MARGIN else "time"
     train = (costs.train_turn_s or costs.train_cycle_s
