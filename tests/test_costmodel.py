@@ -71,12 +71,16 @@ def test_time_division_measured_in_turns_adds_only_the_channel_bytes():
 def test_space_division_measured_as_a_pipeline_swaps_only_the_channel():
     from dataclasses import replace
 
-    pipe = replace(COSTS, pipe_cycle_s=0.4, pipe_link_s=0.0015)
+    pipe = replace(COSTS, pipe_cycle_s=0.4, pipe_link_s=0.0015, sim_ranks=2, train_ranks=1,
+                   cores=2)    # three busy ranks on two cores: the pipeline as measured
     assert predict(pipe, LINK, "space", 4, 4, "mpi")["steady_s"] == pytest.approx(0.4)
+    # a core per rank: the analytic cycle stands, the measured one is not used
+    free = predict(replace(pipe, cores=3), LINK, "space", 4, 4, "mpi")
+    assert not free["measured"] and free["steady_s"] == free["analytic_s"]
     # another channel: its handoff instead of the measured mpi one, for 2 sources
     other = predict(pipe, LINK, "space", 4, 4, "file")
     assert other["steady_s"] == pytest.approx(0.4 + 2 * (0.002 - 0.0015))
-    analytic = predict(COSTS, LINK, "space", 4, 4)
+    analytic = predict(replace(pipe, pipe_cycle_s=0.0), LINK, "space", 4, 4)
     assert other["analytic_s"] == pytest.approx(analytic["steady_s"])
     # paid once per run, on top: the fill (the faster side's cycle) and the first iteration
     assert other["cycle_s"] - other["steady_s"] == pytest.approx(

@@ -26,19 +26,24 @@ and ``f`` receivers per sim rank (one per member), ``s`` sources per train rank,
   is modelled: with ``P`` cores a cycle also takes at least the busy core-seconds over
   the cores, ``(min(S, P) produce + min(T, P) consume) / P``.
 
-Those sums miss what only shows when the divisions run: a trainer's first cycles fill
-its replay buffer with memory the process never touched, it reads the slot the sim
-rank just wrote on another core, a waiting rank's wake-ups take a core from the
-working ones on an oversubscribed node, and the scheduler shares cores among more busy
-ranks than cores in ways no side-by-side speed says. So the calibration also runs each
-division ``C`` cycles on the run's own loops and default channel
-(:mod:`tcoupled.coupling.calibration_turns`; ``shm`` for time, ``mpi`` for space) and,
-where given, that measured cycle is the prediction (``steady_s``); a run on another
-channel adds the difference of the two channels' handoffs, a ``--verify`` run the
-digests. The analytic cycle stays in the parts (``analytic_s``), so how far the sums
-alone are off is on record. A cycle of the whole run adds what it pays once, spread
-over the ``C`` cycles (``cycle_s``): the first iteration, and space division's fill
-(one cycle of its faster side).
+Those sums miss what only shows when a division runs. A trainer's first cycles fill
+its replay buffer with memory the process never touched, so the trainer's cycle is
+measured whole over the run's first ``C`` cycles (``train_turn_s``). In time division
+the trainer reads the slot the sim rank has just written on another core, a core that
+slept through the other side's turn comes back slower, and on an oversubscribed node
+each wake-up of a waiting rank takes a core from the working ones; with more busy
+ranks than cores, space division's sides share the cores in ways no side-by-side
+speed says. So the calibration also runs each division ``C`` cycles on the run's own
+loops and default channel (:mod:`tcoupled.coupling.calibration_turns`; ``shm`` for
+time, ``mpi`` for space), and the measured cycle is the prediction (``steady_s``) of
+time division always and of space division on an oversubscribed node; a run on
+another channel adds the difference of the two channels' handoffs, a ``--verify`` run
+the digests. With a core per rank space division's analytic cycle stands: it places
+each side's handoff on its own side, and in the runs of ``bench model`` it was as
+close as the short pipeline the calibration ran. The analytic cycle stays in the
+parts (``analytic_s``), so how far the sums alone are off is on record. A cycle of the
+whole run adds what it pays once, spread over the ``C`` cycles (``cycle_s``): the first
+iteration, and space division's fill (one cycle of its faster side).
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     measured = 0.0
     if division == "time" and costs.turn_cycle_s > 0:   # zero copy: add the bytes moved
         measured = costs.turn_cycle_s + (0.0 if same else (h - handoff.latency_s) * fan)
-    elif division == "space" and costs.pipe_cycle_s > 0:
+    elif division == "space" and costs.pipe_cycle_s > 0 and oversubscribed(costs):
         measured = costs.pipe_cycle_s + (0.0 if same else (h - costs.pipe_link_s) * fan)
     parts["analytic_s"], parts["measured"] = parts["steady_s"], measured > 0
     if measured > 0:
@@ -107,6 +112,11 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
         parts["steady_s"] = measured + digest
         parts["cycle_s"] = parts["steady_s"] + once
     return parts
+
+
+def oversubscribed(costs: UnitCosts) -> bool:
+    """Whether the sim and train ranks outnumber the cores (known only when measured)."""
+    return bool(costs.cores) and costs.sim_ranks + costs.train_ranks > costs.cores
 
 
 def _train(costs: UnitCosts, train_iters: int, cycles: int) -> float:
