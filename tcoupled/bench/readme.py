@@ -58,22 +58,26 @@ def model(results: dict) -> list[str]:
     """Predicted against measured cycles, then the headline fractions."""
     head = results["headline"]
     lines = [f"**Cost model** (`bench model`, {results['cycles']} cycles per launch, "
-             f"{head['launches_per_case']} launches per case, measured = median (IQR)):", "",
+             f"{head['launches_per_case']} launches per case, measured = median (IQR); "
+             "\"sums\": the analytic cycle alone over the measured one):", "",
              "| case | channel | solver/training | predicted s/cycle | measured s/cycle | "
-             "ratio |", "| --- | --- | --- | --- | --- | --- |"]
+             "ratio | sums |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
+        how = " (run)" if r["parts"].get("measured") else ""
         if r.get("failed"):
-            lines.append(f"| {r['case']} | {r['channel']} | - | {r['predicted_s']:.4f} | "
-                         "failed | - |")
+            lines.append(f"| {r['case']} | {r['channel']} | - | {r['predicted_s']:.4f}{how} | "
+                         "failed | - | - |")
             continue
         lines.append(f"| {r['case']} | {r['channel']} | {r['solver_to_training']:.2f} | "
-                     f"{r['predicted_s']:.4f} | {r['measured_s']:.4f} "
-                     f"({r['measured_q1']:.4f}-{r['measured_q3']:.4f}) | {r['ratio']:.2f} |")
+                     f"{r['predicted_s']:.4f}{how} | {r['measured_s']:.4f} "
+                     f"({r['measured_q1']:.4f}-{r['measured_q3']:.4f}) | {r['ratio']:.2f} | "
+                     f"{r.get('analytic_ratio', float('nan')):.2f} |")
     lines += ["", f"{head['within_25pct']} of {head['cases']} cases within 25% "
-              f"({head['within_25pct_fraction']:.0%}, worst {head['worst_error']:.0%}); "
+              f"({head['within_25pct_fraction']:.0%}, worst {head['worst_error']:.0%}; the "
+              f"analytic sums alone {head.get('analytic_within_25pct', '-')}); "
               f"`--division auto` chose the measured faster division (or one within 10% of "
               f"it) for {head['auto_correct']} of {head['auto_judged']} workloads; handoff "
-              f"costs from {head['handoff_source']}."]
+              f"costs from {head['handoff_source']}. (run): the cycle the calibration ran."]
     return lines
 
 
