@@ -280,6 +280,18 @@ def test_calibration_turns_follow_the_run_routes():
     assert feeds == {0: (2, 3), 1: (2, 3)} and sources == {2: (0, 1), 3: (0, 1)}
 
 
+def test_auto_refuses_more_ranks_than_cores():
+    from dataclasses import replace
+
+    workload = Workload(wave=None, sim_ranks=2, train_ranks=1, members=(), sim_steps=8,
+                        train_iters=4, cycles=4)
+    costs = replace(COSTS, sim_ranks=2, train_ranks=1, cores=2)
+    with pytest.raises(ConfigError, match="needs a core per rank, got 3 ranks on 2 cores"):
+        choose_division(workload, None, {"shm": LINK, "mpi": LINK}, costs)
+    assert choose_division(workload, None, {"shm": LINK, "mpi": LINK},
+                           replace(costs, cores=3))[0] in ("time", "space")
+
+
 def test_choice_names_the_faster_division_and_why():
     workload = Workload(wave=None, sim_ranks=1, train_ranks=1, members=(), sim_steps=8,
                         train_iters=4, cycles=4)

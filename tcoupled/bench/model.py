@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tcoupled.bench.model_report import plot, table  # noqa: F401 - the bench's interface
+
 NAME = "model"
 COMMON = ("--init", "gaussian", "--dtype", "float32", "--kernel-sizes", "3", "--rollout", "1",
           "--quiet")
@@ -217,11 +219,15 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
     from dataclasses import asdict
 
     from tcoupled.coupling.costmodel import choose_division, predict
+    from tcoupled.runtime.errors import TcoupledError
 
     sim, train, channel, target, flags = spec
     flags, workload, costs, links = sized(sim, train, target, flags, size["cycles"])
     links.update(override)
-    chosen, why = choose_division(workload, channel, links, costs, source)
+    try:
+        chosen, why = choose_division(workload, channel, links, costs, source)
+    except TcoupledError as refused:   # more ranks than cores: predicted, not chosen
+        chosen, why = "refused", str(refused)
     rows = []
     for division in ("time", "space"):
         link = channel or ("shm" if division == "time" else "mpi")
@@ -246,9 +252,10 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
         rows.append(row)
     choice = {"workload": name, "auto": chosen, "why": why, "costs": asdict(costs)}
     done = {r["division"]: r["measured_s"] for r in rows if not r.get("failed")}
-    if len(done) == 2:
+    if len(done) == 2:   # a refused choice is not judged
         choice["measured_faster"] = min(done, key=done.get)
-        choice["correct"] = done[chosen] <= (1 + SLACK) * min(done.values())
+        if chosen in done:
+            choice["correct"] = done[chosen] <= (1 + SLACK) * min(done.values())
     return rows, choice
 
 
@@ -288,61 +295,3 @@ def run(options: dict) -> dict:
                            and head["auto_correct_fraction"] >= 0.9)
     return {**size, "handoff_source": source, "rows": rows, "choices": choices,
             "headline": head}
-
-
-def table(results: dict) -> list[str]:
-    """Predicted against measured seconds per cycle, one line per case, then auto."""
-    lines = [f"{'case':<40} {'ch':<4} {'sim/train':>9} {'predicted s':>11} "
-             f"{'measured s (IQR)':>25} {'ratio':>6} {'sums':>5}"]
-    for r in results["rows"]:
-        head = (f"{r['case']:<40} {r['channel']:<4} {r['solver_to_training']:>9.2f} "
-                f"{r['predicted_s']:>11.4f}")
-        if r.get("failed"):
-            lines.append(f"{head} {'failed':>25}")
-            continue
-        spread = f"{r['measured_s']:.4f} ({r['measured_q1']:.4f}-{r['measured_q3']:.4f})"
-        lines.append(f"{head} {spread:>25} {r['ratio']:>6.2f} {r['analytic_ratio']:>5.2f}")
-    for c in results["choices"]:
-        if "failed" in c:
-            lines.append(f"{c['workload']}: failed ({c['failed'][:200]})")
-            continue
-        verdict = ("" if "correct" not in c else
-                   f"; measured faster: {c['measured_faster']} -> "
-                   f"{'correct' if c['correct'] else 'WRONG'}")
-        lines.append(f"auto for {c['workload']}: {c['auto']}{verdict}")
-    head = results["headline"]
-    lines.append(f"{head['cases']} cases x {head['launches_per_case']} launches: within 25% "
-                 f"{head['within_25pct']} ({head['within_25pct_fraction']:.0%}), worst error "
-                 f"{head['worst_error']:.0%} (the analytic sums alone: "
-                 f"{head['analytic_within_25pct']}); auto correct {head['auto_correct']}/"
-                 f"{head['auto_judged']}; handoff costs from {head['handoff_source']}")
-    return lines
-
-
-def plot(results: dict, path: Path) -> None:
-    """Predicted against measured cycle time (IQR bars), with the 25% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for division, marker in (("time", "o"), ("space", "s")):
-        pts = [r for r in results["rows"] if r["division"] == division and not r.get("failed")]
-        if pts:
-            ax.errorbar([r["measured_s"] for r in pts], [r["predicted_s"] for r in pts],
-                        xerr=[[r["measured_s"] - r["measured_q1"] for r in pts],
-                              [r["measured_q3"] - r["measured_s"] for r in pts]],
-                        fmt=marker, label=f"{division} division")
-    values = [v for r in results["rows"] if not r.get("failed")
-              for v in (r["measured_s"], r["predicted_s"])] or [1.0]
-    low, high = min(values) / 1.5, max(values) * 1.5
-    ax.plot([low, high], [low, high], "k-", lw=0.8)
-    ax.fill_between([low, high], [low * 0.75, high * 0.75], [low * 1.25, high * 1.25],
-                    color="grey", alpha=0.2, label="±25%")
-    ax.set(xscale="log", yscale="log", xlabel="measured s/cycle (median, IQR)",
-           ylabel="predicted s/cycle", title="Cost model against real couple runs")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

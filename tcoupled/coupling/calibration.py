@@ -38,17 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from tcoupled.coupling.calibration_train import REPEATS, mpi_max
+from tcoupled.coupling.calibration_train import REPEATS, mpi_max, sleep_barrier
 
 TOGETHER_S = 1.0
 MIN_SIM_S = 0.3
-
-
-def sleep_barrier(comm: Any) -> None:
-    """A barrier that sleeps instead of spinning (a waiting rank leaves the core free)."""
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(5e-4)
 
 
 def new_slot(solver: Any, steps: int) -> Any:
@@ -183,8 +176,10 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     # the trainers need (measured: a DDP pair's iterations took twice as long)
     sleep_barrier(world)
     if together is not None:   # first, as a run starts: in memory the trainer never used
-        found.update(turns(world, workload, together[0], scratch, trainer if work else None,
-                           member_comm, blocks))
+        from tcoupled.coupling.calibration_turns import divisions
+
+        found.update(divisions(world, workload, together[0], scratch,
+                               trainer if work else None, member_comm, blocks))
         sleep_barrier(world)
     if train_rank is not None:
         found.update(time_member(member_comm, workload, trainer, slots))
@@ -203,32 +198,6 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
         close_member_group(member_comm)
     member_comm.Free()
     sleep_barrier(world)
-    return found
-
-
-def turns(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
-          member_comm: Any = None, blocks: dict | None = None) -> dict:
-    """Each division's cycle measured whole (:mod:`.calibration_turns`): time, then space."""
-    from tcoupled.coupling.calibration_train import fresh_memory, train_cycle
-    from tcoupled.coupling.calibration_turns import take_turns
-    from tcoupled.sim.solver import WaveSolver
-    from tcoupled.training.samples import as_training_dtype
-
-    def train(pairs: list) -> None:
-        cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
-        train_cycle(trainer, member_comm, cast, workload)
-
-    found: dict = {}
-    for division in ("time", "space"):
-        if trainer is not None:
-            fresh_memory(trainer, workload)   # its replay buffer fills from empty, as a run's
-            offsets = {source: offset for source, (offset, _) in blocks.items()}
-            found.update(take_turns(world, workload, scratch, division, train=train,
-                                    blocks=offsets))
-        else:
-            with WaveSolver(workload.wave, sim_comm) as solver:
-                found.update(take_turns(world, workload, scratch, division, solver=solver))
-        sleep_barrier(world)
     return found
 
 

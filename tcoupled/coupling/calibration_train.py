@@ -17,7 +17,15 @@ import time
 from typing import Any
 
 MIN_TRAIN_S = 0.5
+MAX_CYCLES = 12  # cycles of a division (or of training) the calibration runs, at most
 REPEATS = 3  # repeats of each short timing (here: the slot hash)
+
+
+def sleep_barrier(comm: Any) -> None:
+    """A barrier that sleeps instead of spinning (a waiting rank leaves the core free)."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(5e-4)
 
 
 def mpi_max() -> Any:
@@ -88,10 +96,21 @@ def fresh_slots(blocks: list[tuple[tuple, tuple]], steps: int, device: str) -> l
             for _ in range(2)]
 
 
+def calibration_cycles(workload: Any) -> int:
+    """The run's ``C`` cycles, at least 4 and at most ``MAX_CYCLES``.
+
+    A run's steady cycle is its median from cycle 2 on: for ``C`` up to
+    ``MAX_CYCLES`` the calibration runs the same cycles. A longer run's median lies
+    later, where its replay buffer has filled: for a buffer that takes more than about
+    six cycles to fill, the calibration's cycles overstate a training-bound cycle.
+    """
+    return min(max(workload.cycles, 4), MAX_CYCLES)
+
+
 def cycle_times(member_comm: Any, trainer: Any, slots: list[list], workload: Any) -> list[float]:
-    """Seconds of the run's ``C`` training cycles (at least 4), alternating ``slots``."""
+    """Seconds of :func:`calibration_cycles` training cycles, alternating ``slots``."""
     times = []
-    for cycle in range(max(workload.cycles, 4)):
+    for cycle in range(calibration_cycles(workload)):
         member_comm.Barrier()
         start = time.perf_counter()
         train_cycle(trainer, member_comm, slots[cycle % 2], workload)

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+ROUNDS = 2  # of each division's measured cycles
+
 
 def routes(workload: Any) -> tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]:
     """Calibration ranks each sim rank feeds and each train rank receives from.
@@ -89,6 +91,7 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
     ``solver``; a train rank passes ``train(samples)`` (one cycle's iterations) and
     ``blocks``, the offset of each sim rank it receives from.
     """
+    from tcoupled.coupling.calibration_train import calibration_cycles
     from tcoupled.coupling.channels import (
         ChannelContext,
         SlotSpec,
@@ -110,7 +113,7 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
 
     adapt_to(node_load(world), naps=division == "time")  # as couple waits in this division
     feeds, sources = routes(workload)
-    rank, cycles = world.Get_rank(), max(workload.cycles, 4)
+    rank, cycles = world.Get_rank(), calibration_cycles(workload)
     spec = None
     if solver is not None:
         spec = SlotSpec(workload.sim_steps + 1, tuple(solver.local_shape), workload.wave.dtype,
@@ -137,3 +140,35 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
     finally:
         channel.close()
         node.Free()
+
+
+def divisions(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
+          member_comm: Any = None, blocks: dict | None = None) -> dict:
+    """Each division's cycle measured whole (:mod:`.calibration_turns`), the mean of rounds.
+
+    ``ROUNDS`` rounds of time then space division: one round's ratio of the two was
+    0.97 where the runs gave 1.26 (two sim ranks and a train rank on 2 cores). The
+    first cycle (the warm-up) is the first round's.
+    """
+    from tcoupled.coupling.calibration_train import fresh_memory, sleep_barrier, train_cycle
+    from tcoupled.sim.solver import WaveSolver
+    from tcoupled.training.samples import as_training_dtype
+
+    def train(pairs: list) -> None:
+        cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
+        train_cycle(trainer, member_comm, cast, workload)
+
+    rounds: dict[str, list[float]] = {}
+    for division in ("time", "space") * ROUNDS:
+        if trainer is not None:
+            fresh_memory(trainer, workload)   # its replay buffer fills from empty, as a run's
+            offsets = {source: offset for source, (offset, _) in blocks.items()}
+            found = take_turns(world, workload, scratch, division, train=train, blocks=offsets)
+        else:
+            with WaveSolver(workload.wave, sim_comm) as solver:
+                found = take_turns(world, workload, scratch, division, solver=solver)
+        for key, value in found.items():
+            rounds.setdefault(key, []).append(value)
+        sleep_barrier(world)
+    return {key: values[0] if key.startswith("first_") else statistics.mean(values)
+            for key, values in rounds.items()}

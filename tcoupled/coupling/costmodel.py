@@ -186,6 +186,15 @@ def choose_division(workload: Workload, channel: str | None = None,
     """
     if workload.train_ranks == 0:
         return "time", "space division needs separate train ranks (--train-ranks 0)"
+    busy = workload.sim_ranks + workload.train_ranks
+    cores = costs.cores if costs is not None else cores_available()
+    if cores and busy > cores:
+        raise ConfigError(
+            f"--division auto needs a core per rank, got {busy} ranks on {cores} cores: on an "
+            "oversubscribed node a cycle depends on how the scheduler shares the cores (two "
+            "sim ranks and a train rank on 2 cores: calibrations put time division at "
+            "0.97-1.56x space division where the runs gave 1.26-1.39x), more than the "
+            f"{SPACE_MARGIN:.0%} auto decides on; give --division time or space")
     measured_handoff: dict[str, HandoffCost] = {}
     if costs is None:
         costs, measured_handoff = calibrate(workload)
@@ -204,13 +213,10 @@ def choose_division(workload: Workload, channel: str | None = None,
     best = "space" if margin >= SPACE_MARGIN else "time"
     train = (costs.train_turn_s or costs.train_cycle_s
              or workload.train_iters * (costs.iter_s + costs.allreduce_s))
-    busy = costs.sim_ranks + costs.train_ranks
     why = (f"predicted {cycle['time']:.4f} s/cycle for time ({channels['time']}) vs "
            f"{cycle['space']:.4f} s/cycle for space ({channels['space']}) once running: space "
            f"{margin:+.0%} faster (needs {SPACE_MARGIN:+.0%}); per cycle sim "
            f"{costs.sim_s:.4f} s (halo {costs.halo_s:.4f} s), train {train:.4f} s "
            f"(allreduce {workload.train_iters * costs.allreduce_s:.4f} s), slot "
-           f"{costs.slot_bytes / 1e6:.2f} MB, handoff costs {source}"
-           + (f"; {busy} ranks on {costs.cores} cores (oversubscription modelled)"
-              if costs.cores and busy > costs.cores else ""))
+           f"{costs.slot_bytes / 1e6:.2f} MB, handoff costs {source}")
     return best, why

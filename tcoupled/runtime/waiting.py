@@ -48,9 +48,10 @@ def _nap(key: tuple) -> None:
     (where a waiting rank sleeps). A time-division run's waits repeat every cycle (the
     other side's turn), and each wake-up of the backoff below takes a core from a
     working rank: with two sim ranks and one train rank on 2 cores, the trainer's
-    wake-ups made the sim ranks' halo exchanges 3.5x slower (5.7 ms of a cycle against
-    1.7 ms with the trainer asleep); naps took the cycle from 25 to 21 ms. A partner
-    quicker than before costs at most ``1 - NAP_FRACTION`` of the shortest recent wait.
+    wake-ups made the sim ranks' halo exchanges 3.4x slower (5.7 ms of a cycle against
+    1.7 ms with the trainer sleeping 5 ms at a time); naps took the cycle from 25.4 to
+    21.4 ms. A partner quicker than before costs at most ``1 - NAP_FRACTION`` of the
+    shortest recent wait.
     (In space division on that node they made the cycle slower, 19 to 24 ms: its waits
     are not the steady turns these naps assume.)
     """
