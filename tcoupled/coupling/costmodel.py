@@ -148,7 +148,7 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
     found = measured or run_calibration(workload)
     local = tuple(found["local_shape"])
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
-    mpi = handoff.get("mpi", HandoffCost(0.0))
+    mpi, shm = handoff.get("mpi", HandoffCost(0.0)), handoff.get("shm", HandoffCost(0.0))
     costs = UnitCosts(
         sim_s=found["sim_s"], iter_s=max(found["iter_s"] - found["allreduce_s"], 0.0),
         allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
@@ -164,6 +164,7 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         replay_sample_s=found.get("replay_sample_s", 0.0),
         replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay,
         pipe_link_s=mpi.seconds(slot_bytes(workload, local)),
+        turn_link_s=shm.seconds(slot_bytes(workload, local)),
         **{key: found.get(key, 0.0) for key in ("train_cycle_s", "train_together_s",
                                                 "turn_cycle_s", "sim_turn_s", "train_turn_s",
                                                 "pipe_cycle_s")})

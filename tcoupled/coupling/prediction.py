@@ -85,6 +85,7 @@ class UnitCosts:
     train_turn_s: float = 0.0      # of it: the training side's busy part
     pipe_cycle_s: float = 0.0      # space division's cycle measured, two slots over mpi
     pipe_link_s: float = 0.0       # one slot through mpi as the calibration measured it
+    turn_link_s: float = 0.0       # one slot through shm (a signal) as it measured it
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
@@ -102,8 +103,8 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     fan = max(costs.feeds, costs.sources)
     same = channel in (None, MEASURED_ON[division])
     measured = 0.0
-    if division == "time" and costs.turn_cycle_s > 0:   # zero copy: add the bytes moved
-        measured = costs.turn_cycle_s + (0.0 if same else (h - handoff.latency_s) * fan)
+    if division == "time" and costs.turn_cycle_s > 0:   # over shm: swap in the channel
+        measured = costs.turn_cycle_s + (0.0 if same else (h - costs.turn_link_s) * fan)
     elif division == "space" and costs.pipe_cycle_s > 0 and oversubscribed(costs):
         measured = costs.pipe_cycle_s + (0.0 if same else (h - costs.pipe_link_s) * fan)
     parts["analytic_s"], parts["measured"] = parts["steady_s"], measured > 0
