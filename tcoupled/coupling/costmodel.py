@@ -194,7 +194,7 @@ def choose_division(workload: Workload, channel: str | None = None,
             f"--division auto needs a core per rank, got {busy} ranks on {cores} cores: on an "
             "oversubscribed node a cycle depends on how the scheduler shares the cores (two "
             "sim ranks and a train rank on 2 cores: calibrations put time division at "
-            "0.97-1.56x space division where the runs gave 1.26-1.39x), more than the "
+            "0.97-1.56x space division where the runs gave 1.23-1.51x), more than the "
             f"{SPACE_MARGIN:.0%} auto decides on; give --division time or space")
     measured_handoff: dict[str, HandoffCost] = {}
     if costs is None:
