@@ -47,5 +47,5 @@ def test_readme_paragraphs_show_every_spread():
     model = {"cycles": 6, "rows": [row], "headline": {
         "launches_per_case": 3, "within_25pct": 1, "cases": 1, "within_25pct_fraction": 1.0,
         "worst_error": 0.09, "auto_correct": 1, "auto_judged": 1, "handoff_source": "in-run"}}
-    assert "| w, time | shm | 1.00 | 0.1000 | 0.1100 (0.1000-0.1200) | 0.91 |" in readme.model(
+    assert "| w, time | shm | 1.00 | 0.1000 | 0.1100 (0.1000-0.1200) | 0.91 | - |" in readme.model(
         model)

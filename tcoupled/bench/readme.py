@@ -63,7 +63,8 @@ def model(results: dict) -> list[str]:
              "| case | channel | solver/training | predicted s/cycle | measured s/cycle | "
              "ratio | sums |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
-        how = " (run)" if r["parts"].get("measured") else ""
+        how = " (run)" if r.get("parts", {}).get("measured") else ""
+        sums = f"{r['analytic_ratio']:.2f}" if "analytic_ratio" in r else "-"
         if r.get("failed"):
             lines.append(f"| {r['case']} | {r['channel']} | - | {r['predicted_s']:.4f}{how} | "
                          "failed | - | - |")
@@ -71,7 +72,7 @@ def model(results: dict) -> list[str]:
         lines.append(f"| {r['case']} | {r['channel']} | {r['solver_to_training']:.2f} | "
                      f"{r['predicted_s']:.4f}{how} | {r['measured_s']:.4f} "
                      f"({r['measured_q1']:.4f}-{r['measured_q3']:.4f}) | {r['ratio']:.2f} | "
-                     f"{r.get('analytic_ratio', float('nan')):.2f} |")
+                     f"{sums} |")
     lines += ["", f"{head['within_25pct']} of {head['cases']} cases within 25% "
               f"({head['within_25pct_fraction']:.0%}, worst {head['worst_error']:.0%}; the "
               f"analytic sums alone {head.get('analytic_within_25pct', '-')}); "
