@@ -227,6 +227,11 @@ def test_calibration_result_becomes_unit_costs():
             costs.train_together_s, costs.pipe_cycle_s) == (0.3, 0.03, 0.25, 0.2, 0.22, 0.26)
     assert costs.pipe_link_s == pytest.approx(1e-5 + 1e-9 * 5 * 17 * 33 * 4)  # mpi, in-run
     assert costs.turn_link_s == pytest.approx(2e-5)  # shm, in-run: a signal
+    # a run that names its channel: both divisions' cycles were measured on it
+    named = calibrate(replace(workload, channel="mpi"), {**measured, **turns})[0]
+    assert (named.turn_channel, named.pipe_channel) == ("mpi", "mpi")
+    assert named.turn_link_s == pytest.approx(costs.pipe_link_s)
+    assert predict(named, LINK, "time", 3, 2, "mpi")["steady_s"] == pytest.approx(0.3)
     assert costs.warmup_s == pytest.approx(0.2)  # the first turn's extra, when turns ran
     costs, links = calibrate(workload, measured)
     assert costs.digest_s == 0.0  # no --verify: nothing hashed

@@ -124,8 +124,9 @@ def couple_flags(sim: int, train: int, channel: str | None, flags: tuple[str, ..
             "--cycles", str(cycles)]
 
 
-def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> Any:
-    """The cost-model workload that ``couple`` flags describe."""
+def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int,
+                channel: str | None = None) -> Any:
+    """The cost-model workload that ``couple`` flags describe (``--channel channel``)."""
     import argparse
 
     from tcoupled.coupling.costmodel import Workload
@@ -138,7 +139,7 @@ def workload_of(sim: int, train: int, flags: tuple[str, ...], cycles: int) -> An
     members = members_from_args(args)
     return Workload(wave_config_from_args(args), sim, train, members, args.sim_steps,
                     args.train_iters, cycles, args.batch_size, args.placement, args.replay,
-                    args.verify)
+                    args.verify, channel)
 
 
 def measure(args: list[str], ranks: int) -> float:
@@ -187,8 +188,8 @@ def solver_to_training(workload: Any, costs: Any) -> float:
     return costs.sim_s / max(workload.train_iters * (costs.iter_s + costs.allreduce_s), 1e-12)
 
 
-def sized(sim: int, train: int, target: float, flags: tuple[str, ...],
-          cycles: int) -> tuple[tuple[str, ...], Any, Any, dict]:
+def sized(sim: int, train: int, target: float, flags: tuple[str, ...], cycles: int,
+          channel: str | None = None) -> tuple[tuple[str, ...], Any, Any, dict]:
     """Flags and workload with ``K`` sim steps that reach ``target``, and its calibration.
 
     :func:`steps_for` guesses ``K`` from a probe in this process; the calibration at
@@ -200,7 +201,7 @@ def sized(sim: int, train: int, target: float, flags: tuple[str, ...],
     steps = steps_for(sim, train, target, flags) if target else 0
     for attempt in range(3):
         sized_flags = (*flags, "--sim-steps", str(steps)) if steps else flags
-        workload = workload_of(sim, train, sized_flags, cycles)
+        workload = workload_of(sim, train, sized_flags, cycles, channel)
         costs, links = calibrate(workload)
         if not target or attempt == 2:
             break
@@ -222,7 +223,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
     from tcoupled.runtime.errors import TcoupledError
 
     sim, train, channel, target, flags = spec
-    flags, workload, costs, links = sized(sim, train, target, flags, size["cycles"])
+    flags, workload, costs, links = sized(sim, train, target, flags, size["cycles"], channel)
     links.update(override)
     try:
         chosen, why = choose_division(workload, channel, links, costs, source)

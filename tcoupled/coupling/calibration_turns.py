@@ -124,7 +124,8 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
     node = world.Split_type(init_mpi().COMM_TYPE_SHARED, key=rank)
     ctx = ChannelContext(world=world, node_comm=node, staging_dir=Path(scratch, division),
                          timer=timer, xp=xp, ledger=CopyLedger(), slots=slots_for(division))
-    channel = open_channel(default_channel(division, workload.train_ranks), ctx, spec)
+    name = getattr(workload, "channel", None) or default_channel(division, workload.train_ranks)
+    channel = open_channel(name, ctx, spec)
     clock = _Clock(timer)
     try:
         if solver is not None:

@@ -25,7 +25,11 @@ from tcoupled.coupling.handoff import (  # noqa: F401 - part of this module's in
     handoff_costs_from_bench,
     handoff_from_bench_json,
 )
-from tcoupled.coupling.prediction import UnitCosts, predict  # noqa: F401 - its interface
+from tcoupled.coupling.prediction import (  # noqa: F401 - part of this module's interface
+    MEASURED_ON,
+    UnitCosts,
+    predict,
+)
 from tcoupled.runtime.errors import ConfigError
 
 #: space division must be predicted at least this much faster to be chosen by ``auto``
@@ -48,6 +52,7 @@ class Workload:
     placement: str = "colocated"
     replay: int = 0            # samples in each train rank's replay buffer (--replay)
     verify: bool = False       # --verify: the trainer hashes every slot
+    channel: str | None = None  # --channel (None: each division's default)
 
 
 def workload_to_json(workload: Workload) -> str:
@@ -148,7 +153,8 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
     found = measured or run_calibration(workload)
     local = tuple(found["local_shape"])
     handoff = {name: HandoffCost(*pair) for name, pair in found.get("handoff", {}).items()}
-    mpi, shm = handoff.get("mpi", HandoffCost(0.0)), handoff.get("shm", HandoffCost(0.0))
+    turn, pipe = (workload.channel or MEASURED_ON[d] for d in ("time", "space"))
+    nothing = HandoffCost(0.0)
     costs = UnitCosts(
         sim_s=found["sim_s"], iter_s=max(found["iter_s"] - found["allreduce_s"], 0.0),
         allreduce_s=found["allreduce_s"], slot_bytes=slot_bytes(workload, local),
@@ -163,8 +169,9 @@ def calibrate(workload: Workload, measured: dict | None = None) -> tuple[UnitCos
         iter_together_s=found.get("iter_together_s", 0.0),
         replay_sample_s=found.get("replay_sample_s", 0.0),
         replay_samples=found.get("replay_samples", 0), replay_capacity=workload.replay,
-        pipe_link_s=mpi.seconds(slot_bytes(workload, local)),
-        turn_link_s=shm.seconds(slot_bytes(workload, local)),
+        pipe_link_s=handoff.get(pipe, nothing).seconds(slot_bytes(workload, local)),
+        turn_link_s=handoff.get(turn, nothing).seconds(slot_bytes(workload, local)),
+        turn_channel=turn, pipe_channel=pipe,
         **{key: found.get(key, 0.0) for key in ("train_cycle_s", "train_together_s",
                                                 "turn_cycle_s", "sim_turn_s", "train_turn_s",
                                                 "pipe_cycle_s")})

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from tcoupled.coupling.handoff import HandoffCost
 from tcoupled.runtime.errors import ConfigError
 
-#: the channel each division's measured cycle ran on (its default with train ranks)
+#: the channel each division's cycle is measured on unless the run names one (its default)
 MEASURED_ON = {"time": "shm", "space": "mpi"}
 
 
@@ -84,8 +84,10 @@ class UnitCosts:
     sim_turn_s: float = 0.0        # of it: the sim side's busy part (reported)
     train_turn_s: float = 0.0      # of it: the training side's busy part
     pipe_cycle_s: float = 0.0      # space division's cycle measured, two slots over mpi
-    pipe_link_s: float = 0.0       # one slot through mpi as the calibration measured it
-    turn_link_s: float = 0.0       # one slot through shm (a signal) as it measured it
+    pipe_link_s: float = 0.0       # one slot through pipe_channel as the calibration timed it
+    turn_link_s: float = 0.0       # one slot through turn_channel as it timed it
+    turn_channel: str = "shm"      # the channel of the measured turns
+    pipe_channel: str = "mpi"      # the channel of the measured pipeline
 
 
 def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: int,
@@ -101,7 +103,7 @@ def predict(costs: UnitCosts, handoff: HandoffCost, division: str, train_iters: 
     parts = _analytic(costs, handoff, division, train_iters, cycles)
     h, digest = handoff.seconds(costs.slot_bytes), costs.sources * costs.digest_s
     fan = max(costs.feeds, costs.sources)
-    same = channel in (None, MEASURED_ON[division])
+    same = channel in (None, costs.turn_channel if division == "time" else costs.pipe_channel)
     measured = 0.0
     if division == "time" and costs.turn_cycle_s > 0:   # over shm: swap in the channel
         measured = costs.turn_cycle_s + (0.0 if same else (h - costs.turn_link_s) * fan)

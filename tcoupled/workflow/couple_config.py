@@ -30,7 +30,7 @@ def _auto_division(args: argparse.Namespace, sim: int) -> str:
     workload = Workload(wave_config_from_args(args), sim, args.train_ranks,
                         members_from_args(args), args.sim_steps, args.train_iters,
                         args.cycles, args.batch_size, args.placement, args.replay,
-                        args.verify)
+                        args.verify, args.channel)
     division, why = choose_division(workload, args.channel)
     if not args.quiet:
         print(f"couple: --division auto -> {division}: {why}", flush=True)
