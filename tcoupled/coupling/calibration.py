@@ -8,14 +8,15 @@ mpi4py -m tcoupled.coupling.calibration SPEC OUT`` (``SPEC`` a JSON
 ``sim``
     the sim ranks step the run's grid, decomposed as the run does (halo included), ``K``
     steps into a slot of ``K + 1`` frames; then sim rank 0's block alone (no halo);
+``divisions``
+    (with train ranks; first, so the trainer is as fresh as a run's) ``C`` cycles of each
+    division (at most 12) through ``couple``'s own loops, on the run's channel or each
+    division's default, twice (:mod:`.calibration_turns`): each cycle measured whole;
 ``train``
     each member's train ranks form its DDP group, as ``couple``, and train on random
     slots of the run's blocks with the run's replay buffer (its first fill timed per
-    sample): the first iteration (paid once), iterations for about half a second, then
-    the run's ``C`` whole training cycles (blocks in context, ``M`` iterations, replay);
-``turns``
-    (with train ranks) ``C`` cycles of time division, the sides taking turns as
-    ``couple`` does (:mod:`.calibration_turns`): its cycle, measured whole;
+    sample): the first iteration, iterations for about half a second, then ``C`` whole
+    training cycles (blocks in context, ``M`` iterations, replay);
 ``together``
     (with train ranks) both sides at once for about a second, as space division runs
     them: solver and training cycles under each other's load (cores, memory

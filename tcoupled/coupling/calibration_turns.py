@@ -1,11 +1,13 @@
-"""Time division's turns in the cost model's calibration job (:mod:`.calibration`).
+"""Each division's cycle, measured whole in the cost model's calibration job.
 
-The sim ranks and the train ranks take ``C`` turns through ``couple``'s own loops
-(:func:`~tcoupled.coupling.schedule.run_sim_cycles`,
-:func:`~tcoupled.coupling.schedule.run_train_cycles`) and its zero-copy ``shm`` channel,
-with the run's routes, slot, waits and training: a sim rank steps ``K`` steps into its
-slot and publishes it, a train rank puts its sources' blocks in context, trains ``M``
-iterations and releases them. The solver starts as the run's does; nothing is written.
+The sim ranks and the train ranks run ``C`` cycles (at most 12) through ``couple``'s own
+loops (:func:`~tcoupled.coupling.schedule.run_sim_cycles`,
+:func:`~tcoupled.coupling.schedule.run_train_cycles`) on the run's channel (else each
+division's default: ``shm`` for time division, ``mpi`` for space), with the run's routes,
+slots, waits and training: a sim rank steps ``K`` steps into its slot and publishes it, a
+train rank puts its sources' blocks in context, trains ``M`` iterations and releases
+them. The solver starts as the run's does; nothing is written. :func:`divisions` runs
+time then space division, twice, and reports the means.
 
 Timed apart, each side's cycle is faster than in turns, for reasons measured here:
 
@@ -17,13 +19,11 @@ Timed apart, each side's cycle is faster than in turns, for reasons measured her
   working ones (two sim ranks and a train rank on 2 cores: the halo exchanges of a
   turn took 3.2-5.7 ms of a cycle against 0.9-1.4 ms when timed alone).
 
-So the time-division cycle is measured here, whole, as the median of cycles 2 to C
-(what a run's ``steady_cycle_s`` reads). Each side's busy time per cycle (its cycle
-less its waits) is reported beside it. Space division's pipeline (two slots over
-``mpi``, the sides running at once) is measured the same way: with more busy ranks
-than cores, how the scheduler shares them is beyond the sum of side-by-side speeds
-(two sim ranks and a train rank on 2 cores: 14 ms a cycle measured, 9 ms from the
-sides' speeds running together).
+So each cycle is measured here, whole, as the median of cycles 2 to C (what a run's
+``steady_cycle_s`` reads), each side's busy time per cycle (its cycle less its waits)
+beside it. With more busy ranks than cores, how the scheduler shares them is beyond the
+sum of side-by-side speeds too (two sim ranks and a train rank on 2 cores: 14 ms a
+space-division cycle measured, 9 ms from the sides' speeds running together).
 """
 
 from __future__ import annotations
@@ -144,12 +144,14 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
 
 
 def divisions(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
-          member_comm: Any = None, blocks: dict | None = None) -> dict:
-    """Each division's cycle measured whole (:mod:`.calibration_turns`), the mean of rounds.
+              member_comm: Any = None, blocks: dict | None = None) -> dict:
+    """Each division's cycle measured whole, the mean of ``ROUNDS`` rounds (collective).
 
-    ``ROUNDS`` rounds of time then space division: one round's ratio of the two was
-    0.97 where the runs gave 1.26 (two sim ranks and a train rank on 2 cores). The
-    first cycle (the warm-up) is the first round's.
+    A sim rank passes ``sim_comm``; a train rank its ``trainer``, ``member_comm`` and the
+    ``(offset, shape)`` ``blocks`` of its sources. Each round runs time then space
+    division: one round's ratio of the two was 0.97 where the runs gave 1.26 (two sim
+    ranks and a train rank on 2 cores). The first cycle (the warm-up) is the first
+    round's.
     """
     from tcoupled.coupling.calibration_train import fresh_memory, sleep_barrier, train_cycle
     from tcoupled.sim.solver import WaveSolver

@@ -51,9 +51,8 @@ def _nap(key: tuple) -> None:
     wake-ups made the sim ranks' halo exchanges 3.4x slower (5.7 ms of a cycle against
     1.7 ms with the trainer sleeping 5 ms at a time); naps took the cycle from 25.4 to
     21.4 ms. A partner quicker than before costs at most ``1 - NAP_FRACTION`` of the
-    shortest recent wait.
-    (In space division on that node they made the cycle slower, 19 to 24 ms: its waits
-    are not the steady turns these naps assume.)
+    shortest recent wait. (In space division on that node naps made the cycle slower,
+    19.0-19.6 ms to 23.5-25.1 ms: its waits are not the steady turns they assume.)
     """
     recent = _waits.get(key)
     if recent and _spin["naps"] and _spin["seconds"] < SPIN_FREE_S:
