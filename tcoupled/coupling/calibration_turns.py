@@ -20,9 +20,10 @@ Timed apart, each side's cycle is faster than in turns, for reasons measured her
   turn took 3.2-5.7 ms of a cycle against 0.9-1.4 ms when timed alone).
 
 So each cycle is measured here, whole, as the median of cycles 2 to C (what a run's
-``steady_cycle_s`` reads), each side's busy time per cycle (its cycle less its waits)
-beside it. With more busy ranks than cores, how the scheduler shares them is beyond the
-sum of side-by-side speeds too (two sim ranks and a train rank on 2 cores: 14 ms a
+``steady_cycle_s`` reads), each side's busy time per cycle (its cycle less its channel
+waits; the stop vote's wait counts as busy, as a run counts it as "other") beside it.
+With more busy ranks than cores, how the scheduler shares them is beyond the sum of
+side-by-side speeds too (two sim ranks and a train rank on 2 cores: 14 ms a
 space-division cycle measured, 9 ms from the sides' speeds running together).
 """
 
@@ -54,13 +55,19 @@ def routes(workload: Any) -> tuple[dict[int, tuple[int, ...]], dict[int, tuple[i
 
 
 class _Clock:
-    """The :data:`~tcoupled.coupling.schedule.CycleHook` of a turn: each cycle's end."""
+    """The :data:`~tcoupled.coupling.schedule.CycleHook` of a turn: each cycle's end.
 
-    def __init__(self, timer: Any) -> None:
-        self.timer, self.start = timer, time.perf_counter()
+    It takes part in a stop vote each cycle, as ``couple``'s hook does
+    (:class:`~tcoupled.runtime.stopping.StopVote`: a non-blocking allreduce over the run).
+    """
+
+    def __init__(self, timer: Any, vote: Any, cycles: int) -> None:
+        self.timer, self.vote, self.cycles = timer, vote, cycles
+        self.start = time.perf_counter()
         self.ends: list[tuple[float, float]] = []   # (seconds, seconds idle so far)
 
     def __call__(self, done: int) -> None:
+        self.vote(done, last=done == self.cycles)
         self.ends.append((time.perf_counter() - self.start, self.timer.totals.get("idle", 0.0)))
 
     def result(self, side: str, kind: str) -> dict:
@@ -108,6 +115,7 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
     )
     from tcoupled.runtime.cores import node_load
     from tcoupled.runtime.mpienv import init_mpi
+    from tcoupled.runtime.stopping import StopVote
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.runtime.waiting import adapt_to
 
@@ -126,7 +134,8 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
                          timer=timer, xp=xp, ledger=CopyLedger(), slots=slots_for(division))
     name = getattr(workload, "channel", None) or default_channel(division, workload.train_ranks)
     channel = open_channel(name, ctx, spec)
-    clock = _Clock(timer)
+    vote = StopVote(world)
+    clock = _Clock(timer, vote, cycles)
     try:
         if solver is not None:
             run_sim_cycles(solver, channel.sender(feeds[rank]),
@@ -139,6 +148,7 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
                          DigestLog(timer, enabled=False), 0, clock)
         return clock.result("train", KINDS[division])
     finally:
+        vote.close()
         channel.close()
         node.Free()
 
