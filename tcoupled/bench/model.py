@@ -30,8 +30,11 @@ COMMON = ("--init", "gaussian", "--dtype", "float32", "--kernel-sizes", "3", "--
           "--quiet")
 SLACK = 0.10     # auto is correct when within this of the measured faster division
 
-#: one-pair iterations of a width-1 CNN: the training side's smallest real step
-SMALL_CNN = ("--cnn-width", "1", "--batch-size", "1")
+#: one-pair iterations of a width-1 CNN: the training side's smallest real step. A replay
+#: buffer of 32 fills in the first cycle or two, so cycles 2 to C are steady: with the
+#: default 256 and 13-300 samples a cycle it filled over up to 20 cycles, and a 12-cycle
+#: run's median was a cycle of the fill (16-18 ms against 10-11 after, on 129^2)
+SMALL_CNN = ("--cnn-width", "1", "--batch-size", "1", "--replay", "32")
 MAX_SLOT_BYTES = 64 << 20
 #: name -> (sim ranks, train ranks, channel or None for each division's default, target
 #: solver-to-training ratio, flags). The sim steps per cycle ``K`` are picked by
