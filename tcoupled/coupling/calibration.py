@@ -163,7 +163,7 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     color = train_rank // group_size if train_rank is not None else len(workload.members)
     member_comm = world.Split(color, world.Get_rank())
     found: dict = {}
-    work = None
+    trainer = work = None
     if train_rank is not None:
         member = workload.members[color % len(workload.members)]
         trainer, slots = build_member(member_comm, workload, member, list(blocks.values()),
@@ -179,8 +179,8 @@ def train_phase(world: Any, workload: Any, train_rank: int | None, trainers: int
     if together is not None:   # first, as a run starts: in memory the trainer never used
         from tcoupled.coupling.calibration_turns import divisions
 
-        found.update(divisions(world, workload, together[0], scratch,
-                               trainer if work else None, member_comm, blocks))
+        found.update(divisions(world, workload, together[0], scratch, trainer,
+                               member_comm, blocks))
         sleep_barrier(world)
     if train_rank is not None:
         found.update(time_member(member_comm, workload, trainer, slots))

@@ -89,16 +89,12 @@ class _Clock:
 KINDS = {"time": "turn", "space": "pipe"}
 
 
-def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
-               solver: Any = None, train: Any = None, blocks: dict | None = None) -> dict:
-    """``C`` cycles of ``division`` over its default channel (collective over ``world``).
+def _open(world: Any, workload: Any, scratch: str, division: str, solver: Any) -> tuple:
+    """The channel a run of ``division`` uses, opened as ``couple`` opens it (collective).
 
-    Time division takes turns over ``shm``, space division runs its pipeline of two
-    slots over ``mpi``, each waiting as ``couple`` makes it wait. A sim rank passes its
-    ``solver``; a train rank passes ``train(samples)`` (one cycle's iterations) and
-    ``blocks``, the offset of each sim rank it receives from.
+    Returns the channel, every rank's slot spec, the phase timer and the node
+    communicator (to free).
     """
-    from tcoupled.coupling.calibration_train import calibration_cycles
     from tcoupled.coupling.channels import (
         ChannelContext,
         SlotSpec,
@@ -107,21 +103,9 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
         slots_for,
     )
     from tcoupled.coupling.channels.copies import CopyLedger
-    from tcoupled.coupling.schedule import (
-        DigestLog,
-        Schedule,
-        run_sim_cycles,
-        run_train_cycles,
-    )
-    from tcoupled.runtime.cores import node_load
     from tcoupled.runtime.mpienv import init_mpi
-    from tcoupled.runtime.stopping import StopVote
     from tcoupled.runtime.telemetry import PhaseTimer
-    from tcoupled.runtime.waiting import adapt_to
 
-    adapt_to(node_load(world), naps=division == "time")  # as couple waits in this division
-    feeds, sources = routes(workload)
-    rank, cycles = world.Get_rank(), calibration_cycles(workload)
     spec = None
     if solver is not None:
         spec = SlotSpec(workload.sim_steps + 1, tuple(solver.local_shape), workload.wave.dtype,
@@ -129,11 +113,32 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
     specs = world.allgather(spec)
     xp = __import__(world.bcast(solver.xp.__name__ if solver is not None else None, root=0))
     timer = PhaseTimer()
-    node = world.Split_type(init_mpi().COMM_TYPE_SHARED, key=rank)
+    node = world.Split_type(init_mpi().COMM_TYPE_SHARED, key=world.Get_rank())
     ctx = ChannelContext(world=world, node_comm=node, staging_dir=Path(scratch, division),
                          timer=timer, xp=xp, ledger=CopyLedger(), slots=slots_for(division))
-    name = getattr(workload, "channel", None) or default_channel(division, workload.train_ranks)
-    channel = open_channel(name, ctx, spec)
+    name = workload.channel or default_channel(division, workload.train_ranks)
+    return open_channel(name, ctx, spec), specs, timer, node
+
+
+def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
+               solver: Any = None, train: Any = None, blocks: dict | None = None) -> dict:
+    """``C`` cycles of ``division`` on the run's channel (collective over ``world``).
+
+    The channel is the run's ``--channel``, else the division's default (``shm`` for
+    time, ``mpi`` for space), each side waiting as ``couple`` makes it wait. A sim rank
+    passes its ``solver``; a train rank passes ``train(samples)`` (one cycle's
+    iterations) and ``blocks``, the offset of each sim rank it receives from.
+    """
+    from tcoupled.coupling.calibration_train import calibration_cycles
+    from tcoupled.coupling.schedule import DigestLog, Schedule, run_sim_cycles, run_train_cycles
+    from tcoupled.runtime.cores import node_load
+    from tcoupled.runtime.stopping import StopVote
+    from tcoupled.runtime.waiting import adapt_to
+
+    adapt_to(node_load(world), naps=division == "time")  # as couple waits in this division
+    feeds, sources = routes(workload)
+    rank, cycles = world.Get_rank(), calibration_cycles(workload)
+    channel, specs, timer, node = _open(world, workload, scratch, division, solver)
     vote = StopVote(world)
     clock = _Clock(timer, vote, cycles)
     try:

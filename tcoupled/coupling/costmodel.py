@@ -200,7 +200,8 @@ def choose_division(workload: Workload, channel: str | None = None,
         raise ConfigError(
             f"--division auto needs a core per rank, got {busy} ranks on {cores} cores: on an "
             "oversubscribed node a cycle depends on how the scheduler shares the cores (two "
-            "sim ranks and a train rank on 2 cores: calibrations put time division at "
+            "sim ranks and a train rank on the 2-core development VM: calibrations put time "
+            "division at "
             "0.97-1.56x space division where the runs gave 1.23-1.51x), more than the "
             f"{SPACE_MARGIN:.0%} auto decides on; give --division time or space")
     measured_handoff: dict[str, HandoffCost] = {}
