@@ -67,14 +67,16 @@ def test_time_division_naps_through_most_of_a_repeated_wait(monkeypatch):
     comm = LateRecvComm(after=0.02)
     assert waiting.recv_polling(comm, 0, 5) == "message"
     assert max(slept) <= waiting.POLL_S  # the first wait: only the backoff
-    first_probes = comm.probes
+    first_wakeups = len(slept)
     for _ in range(2):     # the same message again, as every cycle of time division
         slept.clear()
-        comm.ready_at, comm.probes = time.perf_counter() + 0.02, 0
+        comm.ready_at = time.perf_counter() + 0.02
         waiting.recv_polling(comm, 0, 5)
-    # one nap of most of the shortest wait so far, then the backoff for the rest
-    assert slept[0] == pytest.approx(waiting.NAP_FRACTION * 0.02, rel=0.5)
-    assert comm.probes < first_probes
+    # one nap of most of the shortest wait so far (a loaded machine makes the waits
+    # longer, never shorter), then the backoff for the rest: fewer wake-ups than the
+    # first wait's. (Probes are no measure: the spin's yields probe hundreds of times.)
+    assert 0.5 * waiting.NAP_FRACTION * 0.02 <= slept[0] <= waiting.NAP_FRACTION * 0.04
+    assert len(slept) < first_wakeups, (slept, first_wakeups)
     assert time.perf_counter() - comm.ready_at < 0.01
 
 
