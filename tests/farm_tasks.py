@@ -21,6 +21,9 @@ def misbehave(payload: dict) -> float:
         return _overlapping_atoms()
     if kind == "pid":
         return float(os.getpid())  # which helper process ran the task
+    if kind == "slow pid":  # long enough to be recorded before the next task starts
+        time.sleep(payload["seconds"])
+        return float(os.getpid())
     if kind == "sleep":
         time.sleep(payload["seconds"])  # keeps its worker busy while others queue
     return float(payload["value"])

@@ -56,6 +56,8 @@ def test_one_rank_farm_runs_chunks_with_isolation_per_task():
         results = map_tasks(manager, payloads, chunksize=4)
         took = time.perf_counter() - start
         again = map_tasks(manager, [{"kind": "ok", "value": v} for v in range(10)], chunksize=3)
+        slow = map_tasks(manager, [{"kind": "slow pid", "seconds": 0.01}, {"kind": "crash"},
+                                   {"kind": "pid"}], chunksize=3)
     finally:
         manager.shutdown()
     assert [r.task_id for r in results] == list(range(len(kinds)))
@@ -65,12 +67,18 @@ def test_one_rank_farm_runs_chunks_with_isolation_per_task():
     assert "SIGABRT" in errors[2] and errors[2].startswith("crash")
     assert errors[4].startswith("timeout") and errors[5] == "RuntimeError: SCF did not converge"
     assert "exit status 7" in errors[7] and results[6].value == 6.0
-    # the tasks before the crash ran in one helper; the rest of the chunk in a fresh one
+    # The two quick tasks before the crash had finished within chunks.FLUSH_S, not yet
+    # recorded: they ran again in the fresh helper, with the rest of the chunk; the hang
+    # and the exit replaced the helper again.
     pids = [r.value for r in results]
-    assert pids[0] == pids[1] and pids[3] not in (pids[0], pids[8])
+    assert pids[0] == pids[1] == pids[3] != pids[8]
     assert 1.0 <= took < 5, took  # the hang was killed after its timeout, not before
     assert [r.value for r in again] == [float(v) for v in range(10)]
-    assert manager.report()["tasks"] == 19
+    # a task longer than FLUSH_S is recorded when it returns: a crash after it does not
+    # run it again (the task after the crash ran in another helper)
+    assert [r.status for r in slow] == ["ok", "failed", "ok"]
+    assert slow[0].value != slow[2].value
+    assert manager.report()["tasks"] == 22
 
 
 @pytest.mark.faults
@@ -153,7 +161,7 @@ def test_chunk_records_carry_any_picklable_value_and_fail_the_rest():
     try:
         chunks.reset(board, 0)
         chunks.run_chunk(task, chunks.request(0, len(payloads), pickle.dumps(payloads)), board)
-        done, end = chunks.progress(board)
+        done, end, _ = chunks.progress(board)
         outcomes = chunks.decode([("records", done, chunks.records(board, end))])
     finally:
         os.close(board)

@@ -116,27 +116,37 @@ class IsolatedRunner:
         crash or a hang). Segments as in :mod:`tcoupled.farm.chunks`; never raises for
         a task's fault.
         """
+        segments: list[tuple] = []
+        self._run_span(data, 0, count, segments)
+        return segments
+
+    def _run_span(self, data: bytes, start: int, stop: int, segments: list[tuple]) -> None:
+        """Run tasks ``start`` to ``stop - 1`` of the chunk, appending their segments in order.
+
+        When the helper stops at a task (a crash or a hang), the tasks it had finished
+        since its last record run again in a fresh helper (see :mod:`tcoupled.farm.chunks`),
+        then the task is recorded as failed and the rest run.
+        """
         from tcoupled.farm import chunks
 
-        segments: list[tuple] = []
-        start = 0
-        while start < count:
+        while start < stop:
             self.start()
             chunks.reset(self._board, start)
             try:
-                self._outbox.send_bytes(chunks.request(start, count, data))
+                self._outbox.send_bytes(chunks.request(start, stop, data))
                 error = self._await_chunk(start)
             except (EOFError, OSError):
                 error = self._crashed()
-            done, end = chunks.progress(self._board)
-            if done > start:
-                segments.append(("records", done - start, chunks.records(self._board, end)))
-            if done >= count:
-                break
-            segments.append(("same", 1, "failed", error or "crash: task process died"))
+            recorded, end, running = chunks.progress(self._board)
+            if recorded > start:
+                segments.append(("records", recorded - start, chunks.records(self._board, end)))
+            if recorded >= stop:
+                return
             self._stop()  # whatever stopped the chunk, the next task gets a fresh helper
-            start = done + 1
-        return segments
+            failed = max(running, recorded)  # the task the helper was running
+            self._run_span(data, recorded, failed, segments)  # finished, not yet recorded
+            segments.append(("same", 1, "failed", error or "crash: task process died"))
+            start = failed + 1
 
     def _await_chunk(self, start: int) -> str:
         """Wait for the helper's answer; ``""`` when done, the reason a task hung otherwise.
@@ -150,10 +160,10 @@ class IsolatedRunner:
 
         running, since = start, time.monotonic()
         while not self._inbox.poll(max(self.timeout / 10, 1e-3)):
-            done, _ = chunks.progress(self._board)
+            _, _, now_running = chunks.progress(self._board)
             now = time.monotonic()
-            if done != running:
-                running, since = done, now
+            if now_running != running:
+                running, since = now_running, now
             elif now - since >= self.timeout:
                 self._stop()  # killed and reaped: the board names the task it was running
                 return f"timeout: task exceeded --task-timeout {self.timeout:g} s"
