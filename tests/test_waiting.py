@@ -89,3 +89,24 @@ def test_no_naps_in_space_division_or_on_a_free_node(monkeypatch):
             comm = LateRecvComm(after=0.01)
             waiting.recv_polling(comm, 0, 5)
             assert not slept or max(slept) <= waiting.POLL_S, (load, naps)
+
+
+def test_a_run_of_short_waits_is_spun_through_a_long_one_sleeps(monkeypatch):
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(waiting.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    waiting.adapt_to({"oversubscribed": True})
+    comm = LateComm(after=0.0)
+    for _ in range(waiting.NAP_HISTORY):  # quick replies, as a farm's chunks of no-ops
+        waiting.wait_for_message(comm, 0, 1, None)
+    assert slept == []
+    comm.ready_at = time.perf_counter() + waiting.SHORT_WAIT_S / 2  # past SPIN_S: no sleep
+    waiting.wait_for_message(comm, 0, 1, None)
+    assert slept == [] and time.perf_counter() - comm.ready_at < 1e-3
+    comm.ready_at = time.perf_counter() + 3 * waiting.SHORT_WAIT_S  # past the long spin
+    waiting.wait_for_message(comm, 0, 1, None)
+    assert slept
+    slept.clear()  # that wait was long: the next one spins SPIN_S only, then sleeps
+    comm.ready_at = time.perf_counter() + waiting.SHORT_WAIT_S / 2
+    waiting.wait_for_message(comm, 0, 1, None)
+    assert slept and slept[0] == waiting.FIRST_SLEEP_S
