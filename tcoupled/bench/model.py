@@ -6,9 +6,10 @@ calibrated once as ``couple --division auto`` calibrates
 rank counts, which also runs each division's cycles on its default channel), with the
 handoff costs fitted to the ``channels`` result of the same ``bench.json`` when there
 is one (else the calibration's in-run measurement). Then it is run for real in *both*
-divisions, ``launches`` times each, and the prediction (``steady_s``: a cycle once
-running) is set against the median of the run's ``steady_cycle_s`` (the slowest rank's
-median of cycles 2 to C). Each row also carries the analytic sum of the unit costs
+divisions, ``launches`` times each (the divisions in turn), each launch long enough for
+``steady_s`` seconds of cycles (:func:`cycles_for`), and the prediction (``steady_s``: a
+cycle once running) is set against the median of the run's ``steady_cycle_s`` (the
+slowest rank's median of cycles 2 to C). Each row also carries the analytic sum of the unit costs
 alone (``analytic_ratio``). The workloads span solver-to-training cost ratios from
 about 0.1 to 10, the ``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train
 ranks. For each workload ``auto``'s choice (space only when predicted >= 20% faster)
@@ -115,8 +116,24 @@ def clip_steps(steps: float, frame_bytes: int) -> int:
 
 
 def sizes(quick: bool) -> dict:
-    """Cycles per launch and launches per case."""
-    return {"cycles": 3, "launches": 1} if quick else {"cycles": 12, "launches": 3}
+    """Cycles per launch (at least), launches per case, and steady seconds per launch.
+
+    A launch runs enough cycles for ``steady_s`` of them past the first (at most
+    ``MAX_CYCLES``): 11 cycles of 10 ms put one launch 10-20% from the next, so that a
+    tie of the two divisions could measure as a 12% win one sweep and a 2% loss the next.
+    """
+    if quick:
+        return {"cycles": 3, "launches": 1, "steady_s": 0.0}
+    return {"cycles": 12, "launches": 3, "steady_s": 0.6}
+
+
+MAX_CYCLES = 100
+
+
+def cycles_for(size: dict, predicted_s: float) -> int:
+    """Cycles of a launch: ``size['cycles']``, or more for ``steady_s`` of cycles 2 to C."""
+    wanted = 1 + math.ceil(size["steady_s"] / max(predicted_s, 1e-6))
+    return int(min(max(size["cycles"], wanted), MAX_CYCLES))
 
 
 def couple_flags(sim: int, train: int, channel: str | None, flags: tuple[str, ...],
@@ -160,19 +177,29 @@ def measure(args: list[str], ranks: int) -> float:
         return summary["steady_cycle_s"] or summary["wall_s"] / cycles
 
 
-def measured_spread(args: list[str], ranks: int, launches: int) -> dict | None:
-    """Median and quartiles of ``launches`` launches (one retry for a failed launch)."""
+def measured_spreads(runs: dict[str, tuple[list[str], int]], launches: int) -> dict:
+    """Median and quartiles of ``launches`` launches of each run, the runs taken in turn.
+
+    ``runs``: name -> (``couple`` flags, ranks). Taking them in turn (time, space, time,
+    ...) puts a drift of the machine's load on both. One retry per run for a failed launch;
+    a run with no launch is ``None``.
+    """
     from tcoupled.bench.timing import spread
     from tcoupled.runtime.errors import TcoupledError
 
-    times, failures = [], 0
-    while len(times) < launches and failures < 2:
-        try:
-            times.append(measure(args, ranks))
-        except TcoupledError as error:
-            failures += 1
-            print(f"bench model: launch failed ({failures}): {str(error)[:300]}", flush=True)
-    return spread(times) if times else None
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    failures = dict.fromkeys(runs, 0)
+    while any(len(times[n]) < launches and failures[n] < 2 for n in runs):
+        for name, (args, ranks) in runs.items():
+            if len(times[name]) >= launches or failures[name] >= 2:
+                continue
+            try:
+                times[name].append(measure(args, ranks))
+            except TcoupledError as error:
+                failures[name] += 1
+                print(f"bench model: launch failed ({failures[name]}): {str(error)[:300]}",
+                      flush=True)
+    return {name: spread(found) if found else None for name, found in times.items()}
 
 
 def bench_handoff(out: Path) -> tuple[dict, str]:
@@ -232,16 +259,21 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
         chosen, why = choose_division(workload, channel, links, costs, source)
     except TcoupledError as refused:   # more ranks than cores: predicted, not chosen
         chosen, why = "refused", str(refused)
+    links_of = {d: channel or ("shm" if d == "time" else "mpi") for d in ("time", "space")}
+    steady = min(predict(costs, links[link], d, workload.train_iters, size["cycles"],
+                         link)["steady_s"] for d, link in links_of.items())
+    cycles = cycles_for(size, steady)
+    parts_of = {d: predict(costs, links[link], d, workload.train_iters, cycles, link)
+                for d, link in links_of.items()}
+    found_of = measured_spreads({d: (couple_flags(sim, train, channel, flags, d, cycles),
+                                     sim + train) for d in parts_of}, size["launches"])
     rows = []
-    for division in ("time", "space"):
-        link = channel or ("shm" if division == "time" else "mpi")
-        parts = predict(costs, links[link], division, workload.train_iters, size["cycles"], link)
-        args = couple_flags(sim, train, channel, flags, division, size["cycles"])
-        found = measured_spread(args, sim + train, size["launches"])
+    for division, parts in parts_of.items():
+        found = found_of[division]
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
-               "channel": link, "ranks": sim + train, "sim_ranks": sim, "train_ranks": train,
-               "sim_steps": workload.sim_steps, "target_ratio": target,
-               "predicted_s": parts["steady_s"], "parts": parts,
+               "channel": links_of[division], "ranks": sim + train, "sim_ranks": sim,
+               "train_ranks": train, "sim_steps": workload.sim_steps, "cycles": cycles,
+               "target_ratio": target, "predicted_s": parts["steady_s"], "parts": parts,
                "solver_to_training": solver_to_training(workload, costs)}
         if found is None:
             row["failed"] = True
@@ -250,13 +282,14 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
                        measured_q3=found["q3"], launches=found["values"],
                        ratio=parts["steady_s"] / found["median"],
                        analytic_ratio=parts["analytic_s"] / found["median"])
-        print(f"bench model: {row['case']} (K={workload.sim_steps}): predicted "
+        print(f"bench model: {row['case']} (K={workload.sim_steps}, C={cycles}): predicted "
               f"{row['predicted_s']:.4f} s/cycle, measured {row.get('measured_s', 'failed')}",
               flush=True)
         rows.append(row)
     choice = {"workload": name, "auto": chosen, "why": why, "costs": asdict(costs)}
     done = {r["division"]: r["measured_s"] for r in rows if not r.get("failed")}
     if len(done) == 2:   # a refused choice is not judged
+        choice["measured_s"] = done
         choice["measured_faster"] = min(done, key=done.get)
         if chosen in done:
             choice["correct"] = done[chosen] <= (1 + SLACK) * min(done.values())
