@@ -21,18 +21,3 @@ def test_model_table_marks_the_calibrated_cycles_and_the_sums_alone():
                for line in lines)
     assert "the analytic sums alone 1" in lines[-1] and "2 of 2 cases" in lines[-1]
 
-
-def test_model_table_gives_each_case_its_cycles_when_launches_were_sized():
-    row = {"case": "C kernel 1+1 129^2 M=2, time", "channel": "shm", "cycles": 61,
-           "solver_to_training": 0.03, "predicted_s": 0.0099, "measured_s": 0.0101,
-           "measured_q1": 0.01, "measured_q3": 0.0102, "ratio": 0.98, "analytic_ratio": 0.8,
-           "parts": {"measured": True}}
-    results = {"cycles": 12, "steady_s": 0.6, "rows": [row],
-               "headline": {"launches_per_case": 3, "within_25pct": 1, "cases": 1,
-                            "within_25pct_fraction": 1.0, "worst_error": 0.02,
-                            "analytic_within_25pct": 1, "auto_correct": 0, "auto_judged": 0,
-                            "handoff_source": "bench channels (shm)"}}
-    lines = readme.model(results)
-    assert "at least 12 and enough for 0.6 s past the first" in lines[0]
-    assert any(line.startswith("| C kernel 1+1 129^2 M=2, time (C=61) | shm |")
-               for line in lines)

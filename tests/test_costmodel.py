@@ -361,3 +361,20 @@ def test_bench_json_handoff_costs_are_read_when_present(tmp_path, monkeypatch):
     assert handoff_from_bench_json(None) == ({}, "in-run")
     monkeypatch.delenv("TCOUPLED_BENCH_JSON")
     assert handoff_from_bench_json(None) == ({}, "in-run")
+
+
+def test_short_cycles_are_calibrated_over_more_of_the_run():
+    from types import SimpleNamespace
+
+    from tcoupled.coupling.calibration_train import (
+        MAX_CYCLES,
+        TURN_BUDGET_S,
+        calibration_cycles,
+    )
+
+    run = SimpleNamespace(cycles=40)
+    assert calibration_cycles(run) == MAX_CYCLES  # the first round
+    assert calibration_cycles(run, 0.01) == 40  # 10 ms cycles: the run's 40 fit the budget
+    assert calibration_cycles(run, TURN_BUDGET_S / 16) == 16
+    assert calibration_cycles(run, 1.0) == MAX_CYCLES  # long cycles: no more than before
+    assert calibration_cycles(SimpleNamespace(cycles=2), 0.01) == 4

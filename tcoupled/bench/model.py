@@ -6,14 +6,14 @@ calibrated once as ``couple --division auto`` calibrates
 rank counts, which also runs each division's cycles on its default channel), with the
 handoff costs fitted to the ``channels`` result of the same ``bench.json`` when there
 is one (else the calibration's in-run measurement). Then it is run for real in *both*
-divisions, ``launches`` times each (the divisions in turn), each launch long enough for
-``steady_s`` seconds of cycles (:func:`cycles_for`), and the prediction (``steady_s``: a
-cycle once running) is set against the median of the run's ``steady_cycle_s`` (the
-slowest rank's median of cycles 2 to C). Each row also carries the analytic sum of the unit costs
-alone (``analytic_ratio``). The workloads span solver-to-training cost ratios from
-about 0.1 to 10, the ``shm``, ``mpi`` and ``file`` channels and 1-2 sim and train
-ranks. For each workload ``auto``'s choice (space only when predicted >= 20% faster)
-counts as correct when its measured cycle is the faster one's or within 10% of it.
+divisions, ``launches`` times each (the divisions in turn), and the prediction
+(``steady_s``: a cycle once running) is set against the median of the run's
+``steady_cycle_s`` (the slowest rank's median of cycles 2 to C). Each row also carries
+the analytic sum of the unit costs alone (``analytic_ratio``). The workloads span
+solver-to-training cost ratios from about 0.1 to 10, the ``shm``, ``mpi`` and ``file``
+channels and 1-2 sim and train ranks. For each workload ``auto``'s choice (space only
+when predicted >= 20% faster) counts as correct when its measured cycle is the faster
+one's or within 10% of it.
 """
 
 from __future__ import annotations
@@ -116,24 +116,14 @@ def clip_steps(steps: float, frame_bytes: int) -> int:
 
 
 def sizes(quick: bool) -> dict:
-    """Cycles per launch (at least), launches per case, and steady seconds per launch.
+    """Cycles per launch and launches per case.
 
-    A launch runs enough cycles for ``steady_s`` of them past the first (at most
-    ``MAX_CYCLES``): 11 cycles of 10 ms put one launch 10-20% from the next, so that a
-    tie of the two divisions could measure as a 12% win one sweep and a 2% loss the next.
+    40 cycles: a run's first 5 to 15 cycles are slower than the rest (see
+    :func:`~tcoupled.coupling.calibration_train.calibration_cycles`), and with 12 the
+    median of cycles 2 to C fell among them or past them from one launch to the next
+    (9.1, 12.4 and 11.0 ms a cycle in three launches of one case).
     """
-    if quick:
-        return {"cycles": 3, "launches": 1, "steady_s": 0.0}
-    return {"cycles": 12, "launches": 3, "steady_s": 0.6}
-
-
-MAX_CYCLES = 100
-
-
-def cycles_for(size: dict, predicted_s: float) -> int:
-    """Cycles of a launch: ``size['cycles']``, or more for ``steady_s`` of cycles 2 to C."""
-    wanted = 1 + math.ceil(size["steady_s"] / max(predicted_s, 1e-6))
-    return int(min(max(size["cycles"], wanted), MAX_CYCLES))
+    return {"cycles": 3, "launches": 1} if quick else {"cycles": 40, "launches": 3}
 
 
 def couple_flags(sim: int, train: int, channel: str | None, flags: tuple[str, ...],
@@ -260,9 +250,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
     except TcoupledError as refused:   # more ranks than cores: predicted, not chosen
         chosen, why = "refused", str(refused)
     links_of = {d: channel or ("shm" if d == "time" else "mpi") for d in ("time", "space")}
-    steady = min(predict(costs, links[link], d, workload.train_iters, size["cycles"],
-                         link)["steady_s"] for d, link in links_of.items())
-    cycles = cycles_for(size, steady)
+    cycles = size["cycles"]
     parts_of = {d: predict(costs, links[link], d, workload.train_iters, cycles, link)
                 for d, link in links_of.items()}
     found_of = measured_spreads({d: (couple_flags(sim, train, channel, flags, d, cycles),
@@ -272,7 +260,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
         found = found_of[division]
         row = {"case": f"{name}, {division}", "workload": name, "division": division,
                "channel": links_of[division], "ranks": sim + train, "sim_ranks": sim,
-               "train_ranks": train, "sim_steps": workload.sim_steps, "cycles": cycles,
+               "train_ranks": train, "sim_steps": workload.sim_steps,
                "target_ratio": target, "predicted_s": parts["steady_s"], "parts": parts,
                "solver_to_training": solver_to_training(workload, costs)}
         if found is None:
@@ -282,7 +270,7 @@ def one_workload(name: str, spec: tuple, size: dict, override: dict,
                        measured_q3=found["q3"], launches=found["values"],
                        ratio=parts["steady_s"] / found["median"],
                        analytic_ratio=parts["analytic_s"] / found["median"])
-        print(f"bench model: {row['case']} (K={workload.sim_steps}, C={cycles}): predicted "
+        print(f"bench model: {row['case']} (K={workload.sim_steps}): predicted "
               f"{row['predicted_s']:.4f} s/cycle, measured {row.get('measured_s', 'failed')}",
               flush=True)
         rows.append(row)

@@ -57,18 +57,13 @@ def ddp(results: dict) -> list[str]:
 def model(results: dict) -> list[str]:
     """Predicted against measured cycles, then the headline fractions."""
     head = results["headline"]
-    steady = results.get("steady_s")
-    cycles = (f"C cycles per launch, at least {results['cycles']} and enough for {steady:g} s "
-              "past the first; the divisions' launches in turn" if steady else
-              f"{results['cycles']} cycles per launch")
-    lines = [f"**Cost model** (`bench model`, {cycles}, "
+    lines = [f"**Cost model** (`bench model`, {results['cycles']} cycles per launch, "
              f"{head['launches_per_case']} launches per case, measured = median (IQR); "
              "\"sums\": the analytic cycle alone over the measured one):", "",
              "| case | channel | solver/training | predicted s/cycle | measured s/cycle | "
              "ratio | sums |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
         how = " (run)" if r.get("parts", {}).get("measured") else ""
-        r = {**r, "case": f"{r['case']} (C={r['cycles']})" if steady else r["case"]}
         sums = f"{r['analytic_ratio']:.2f}" if "analytic_ratio" in r else "-"
         if r.get("failed"):
             lines.append(f"| {r['case']} | {r['channel']} | - | {r['predicted_s']:.4f}{how} | "

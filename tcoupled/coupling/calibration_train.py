@@ -18,6 +18,9 @@ from typing import Any
 
 MIN_TRAIN_S = 0.5
 MAX_CYCLES = 12  # cycles of a division (or of training) the calibration runs, at most
+#: ... unless that many cycles take less than this: then the divisions' second round runs
+#: the run's cycles up to this long (see :func:`calibration_cycles`)
+TURN_BUDGET_S = 0.8
 REPEATS = 3  # repeats of each short timing (here: the slot hash)
 
 
@@ -96,15 +99,20 @@ def fresh_slots(blocks: list[tuple[tuple, tuple]], steps: int, device: str) -> l
             for _ in range(2)]
 
 
-def calibration_cycles(workload: Any) -> int:
-    """The run's ``C`` cycles, at least 4 and at most ``MAX_CYCLES``.
+def calibration_cycles(workload: Any, cycle_s: float = 0.0) -> int:
+    """The run's ``C`` cycles, at least 4 and at most ``MAX_CYCLES`` -- or more if short.
 
     A run's steady cycle is its median from cycle 2 on: for ``C`` up to
     ``MAX_CYCLES`` the calibration runs the same cycles. A longer run's median lies
-    later, where its replay buffer has filled: for a buffer that takes more than about
-    six cycles to fill, the calibration's cycles overstate a training-bound cycle.
+    later, past a start that is slower: a 52-cycle 129^2 run (NumPy kernel, M=2, time
+    division) took 11-16 ms a cycle for its first 5 to 15 cycles and 8.3-9.2 ms
+    after, so 12 cycles put its median at 13 ms against the run's 8.7-9.7. Given a cycle
+    of ``cycle_s`` (the first round's), the run's cycles are run up to ``TURN_BUDGET_S``.
     """
-    return min(max(workload.cycles, 4), MAX_CYCLES)
+    longest = MAX_CYCLES
+    if cycle_s > 0:
+        longest = max(MAX_CYCLES, int(TURN_BUDGET_S / cycle_s))
+    return min(max(workload.cycles, 4), longest)
 
 
 def cycle_times(member_comm: Any, trainer: Any, slots: list[list], workload: Any) -> list[float]:

@@ -1,13 +1,14 @@
 """Each division's cycle, measured whole in the cost model's calibration job.
 
-The sim ranks and the train ranks run ``C`` cycles (at most 12) through ``couple``'s own
+The sim ranks and the train ranks run ``C`` cycles (at most 12, or more where they are
+short: :func:`divisions`) through ``couple``'s own
 loops (:func:`~tcoupled.coupling.schedule.run_sim_cycles`,
 :func:`~tcoupled.coupling.schedule.run_train_cycles`) on the run's channel (else each
 division's default: ``shm`` for time division, ``mpi`` for space), with the run's routes,
 slots, waits and training: a sim rank steps ``K`` steps into its slot and publishes it, a
 train rank puts its sources' blocks in context, trains ``M`` iterations and releases
 them. The solver starts as the run's does; nothing is written. :func:`divisions` runs
-time then space division, twice, and reports the means.
+time then space division, twice.
 
 Timed apart, each side's cycle is faster than in turns, for reasons measured here:
 
@@ -33,8 +34,6 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
-
-ROUNDS = 2  # of each division's measured cycles
 
 
 def routes(workload: Any) -> tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]:
@@ -121,13 +120,15 @@ def _open(world: Any, workload: Any, scratch: str, division: str, solver: Any) -
 
 
 def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
-               solver: Any = None, train: Any = None, blocks: dict | None = None) -> dict:
-    """``C`` cycles of ``division`` on the run's channel (collective over ``world``).
+               solver: Any = None, train: Any = None, blocks: dict | None = None,
+               cycles: int = 0) -> dict:
+    """``cycles`` cycles of ``division`` on the run's channel (collective over ``world``).
 
     The channel is the run's ``--channel``, else the division's default (``shm`` for
     time, ``mpi`` for space), each side waiting as ``couple`` makes it wait. A sim rank
     passes its ``solver``; a train rank passes ``train(samples)`` (one cycle's
-    iterations) and ``blocks``, the offset of each sim rank it receives from.
+    iterations) and ``blocks``, the offset of each sim rank it receives from. ``cycles``
+    0 is :func:`~tcoupled.coupling.calibration_train.calibration_cycles`.
     """
     from tcoupled.coupling.calibration_train import calibration_cycles
     from tcoupled.coupling.schedule import DigestLog, Schedule, run_sim_cycles, run_train_cycles
@@ -137,7 +138,7 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
 
     adapt_to(node_load(world), naps=division == "time")  # as couple waits in this division
     feeds, sources = routes(workload)
-    rank, cycles = world.Get_rank(), calibration_cycles(workload)
+    rank, cycles = world.Get_rank(), cycles or calibration_cycles(workload)
     channel, specs, timer, node = _open(world, workload, scratch, division, solver)
     vote = StopVote(world)
     clock = _Clock(timer, vote, cycles)
@@ -160,33 +161,59 @@ def take_turns(world: Any, workload: Any, scratch: str, division: str = "time",
 
 def divisions(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: Any = None,
               member_comm: Any = None, blocks: dict | None = None) -> dict:
-    """Each division's cycle measured whole, the mean of ``ROUNDS`` rounds (collective).
+    """Each division's cycle measured whole, in two rounds (collective).
 
     A sim rank passes ``sim_comm``; a train rank its ``trainer``, ``member_comm`` and the
     ``(offset, shape)`` ``blocks`` of its sources. Each round runs time then space
     division: one round's ratio of the two was 0.97 where the runs gave 1.26 (two sim
-    ranks and a train rank on 2 cores). The first cycle (the warm-up) is the first
-    round's.
+    ranks and a train rank on 2 cores). The first round runs ``MAX_CYCLES`` cycles at
+    most; where the run's cycles are more and short, the second runs as many of them
+    as fit in ``TURN_BUDGET_S`` (:func:`~tcoupled.coupling.calibration_train.
+    calibration_cycles`) and alone gives the figures, else the two rounds' means do.
+    The first cycle (the warm-up) is the first round's.
     """
-    from tcoupled.coupling.calibration_train import fresh_memory, sleep_barrier, train_cycle
+    from tcoupled.coupling.calibration_train import calibration_cycles, sleep_barrier
+
+    def one_round(cycles: int) -> dict:
+        found: dict[str, float] = {}
+        for division in ("time", "space"):
+            found.update(_division(world, workload, sim_comm, scratch, division, cycles,
+                                   trainer, member_comm, blocks))
+            sleep_barrier(world)
+        return found
+
+    cycles = calibration_cycles(workload)
+    first = one_round(cycles)
+    longest = world.allreduce(max(first[f"{k}_cycle_s"] for k in KINDS.values()), op=_max())
+    more = calibration_cycles(workload, longest)
+    rounds = [one_round(more)] if more > cycles else [first, one_round(cycles)]
+    return {key: value if key.startswith("first_") else
+            statistics.mean(r[key] for r in rounds) for key, value in first.items()}
+
+
+def _max() -> Any:
+    from tcoupled.runtime.mpienv import init_mpi
+
+    return init_mpi().MAX
+
+
+def _division(world: Any, workload: Any, sim_comm: Any, scratch: str, division: str,
+              cycles: int, trainer: Any, member_comm: Any, blocks: dict | None) -> dict:
+    """One division's ``cycles`` cycles: a fresh trainer's or a fresh solver's side."""
+    from tcoupled.coupling.calibration_train import fresh_memory, train_cycle
     from tcoupled.sim.solver import WaveSolver
     from tcoupled.training.samples import as_training_dtype
+
+    if trainer is None:
+        with WaveSolver(workload.wave, sim_comm) as solver:
+            return take_turns(world, workload, scratch, division, solver=solver,
+                              cycles=cycles)
 
     def train(pairs: list) -> None:
         cast = [(offset, as_training_dtype(tensor)[0]) for offset, tensor in pairs]
         train_cycle(trainer, member_comm, cast, workload)
 
-    rounds: dict[str, list[float]] = {}
-    for division in ("time", "space") * ROUNDS:
-        if trainer is not None:
-            fresh_memory(trainer, workload)   # its replay buffer fills from empty, as a run's
-            offsets = {source: offset for source, (offset, _) in blocks.items()}
-            found = take_turns(world, workload, scratch, division, train=train, blocks=offsets)
-        else:
-            with WaveSolver(workload.wave, sim_comm) as solver:
-                found = take_turns(world, workload, scratch, division, solver=solver)
-        for key, value in found.items():
-            rounds.setdefault(key, []).append(value)
-        sleep_barrier(world)
-    return {key: values[0] if key.startswith("first_") else statistics.mean(values)
-            for key, values in rounds.items()}
+    fresh_memory(trainer, workload)   # its replay buffer fills from empty, as a run's
+    offsets = {source: offset for source, (offset, _) in blocks.items()}
+    return take_turns(world, workload, scratch, division, train=train, blocks=offsets,
+                      cycles=cycles)
