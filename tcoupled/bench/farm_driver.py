@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tcoupled.bench.farm_tally import MapBatch, Tally, summarize, time_window
 from tcoupled.farm.manager import noop_task
 
 MODULE = "tcoupled.bench.farm_driver"
@@ -44,7 +45,6 @@ MOLECULES = ["O", "N", "CO", "CC", "C=O", "CCO", "CC#N", "CC(C)=O", "OCCO", "C1C
              "CC(=O)O", "c1ccccc1"]
 WARMUP_MOLECULE = "C"
 
-MapBatch = Callable[[list], tuple[list[dict], int]]  # payloads -> (ok outcomes, n failed)
 
 
 def timed_task(payload: dict) -> dict:
@@ -85,36 +85,6 @@ def task_function() -> Callable[[dict], dict]:
     return importlib.import_module(MODULE).timed_task
 
 
-class Tally:
-    """What a timed window keeps of its batches: counts, task time and the first values.
-
-    Not the outcomes themselves: a window of a fast runner returns a million of them,
-    and keeping them alive made the cyclic garbage collector walk them all, which cost
-    the process that drives the runner (the farm's manager) 15% of its throughput.
-    """
-
-    def __init__(self) -> None:
-        self.ok = self.failed = 0
-        self.task_s = 0.0
-        self.values: list = []
-
-    def add(self, outcomes: list[dict], failed: int) -> None:
-        """Count one batch's outcomes (from :func:`timed_task`) and ``failed`` tasks."""
-        self.ok += len(outcomes)
-        self.failed += failed
-        self.task_s += sum(o["seconds"] for o in outcomes)
-        self.values.extend(o["value"] for o in outcomes[:len(MOLECULES) - len(self.values)])
-
-
-def summarize(n_workers: int, wall_s: float, tally: Tally) -> dict:
-    """Throughput and overhead of one timed window (or xTB batch)."""
-    n_tasks = tally.ok + tally.failed
-    return {"workers": n_workers, "tasks": n_tasks, "failed": tally.failed, "wall_s": wall_s,
-            "task_s": tally.task_s, "tasks_per_s": n_tasks / wall_s,
-            "overhead_ms_per_task": 1e3 * max(n_workers * wall_s - tally.task_s, 0.0) / n_tasks,
-            "values": tally.values}
-
-
 def timed_chunk(chunk: list[dict]) -> list[dict]:
     """:func:`timed_task` on each payload of ``chunk`` (one Parsl app runs a chunk)."""
     return [timed_task(p) for p in chunk]
@@ -128,18 +98,6 @@ def chunks(batch: list, size: int) -> list[list]:
 def chunk_size(n_tasks: int, n_workers: int) -> int:
     """Four chunks per worker, as ``multiprocessing.Pool.map`` sizes its chunks."""
     return max(1, -(-n_tasks // (4 * n_workers)))
-
-
-def time_window(n_workers: int, map_batch: MapBatch, batch: list[dict],
-                window_s: float) -> dict:
-    """Run ``batch`` again and again until ``window_s`` has passed; one summary row."""
-    tally = Tally()
-    start = time.perf_counter()
-    while True:
-        tally.add(*map_batch(batch))
-        wall = time.perf_counter() - start
-        if wall >= window_s:
-            return summarize(n_workers, wall, tally)
 
 
 def measure(runner: str, n_workers: int, map_batch: MapBatch,
