@@ -105,9 +105,9 @@ def calibration_cycles(workload: Any, cycle_s: float = 0.0) -> int:
     A run's steady cycle is its median from cycle 2 on: for ``C`` up to
     ``MAX_CYCLES`` the calibration runs the same cycles. A longer run's median lies
     later, past a start that is slower: a 52-cycle 129^2 run (NumPy kernel, M=2, time
-    division) took 11-16 ms a cycle for its first 5 to 15 cycles and 8.3-9.2 ms
-    after, so 12 cycles put its median at 13 ms against the run's 8.7-9.7. Given a cycle
-    of ``cycle_s`` (the first round's), the run's cycles are run up to ``TURN_BUDGET_S``.
+    division) took 11-16 ms a cycle for its first 5 to 15 cycles and 8.3-9.2 ms after,
+    so 12 cycles put its median at 13 ms against 8.7-11.2 in four runs. Given a cycle of
+    ``cycle_s`` (the first round's), the run's cycles are run up to ``TURN_BUDGET_S``.
     """
     longest = MAX_CYCLES
     if cycle_s > 0:
