@@ -378,3 +378,36 @@ def test_short_cycles_are_calibrated_over_more_of_the_run():
     assert calibration_cycles(run, TURN_BUDGET_S / 16) == 16
     assert calibration_cycles(run, 1.0) == MAX_CYCLES  # long cycles: no more than before
     assert calibration_cycles(SimpleNamespace(cycles=2), 0.01) == 4
+
+
+def test_divisions_run_a_longer_second_round_where_the_cycles_are_short(monkeypatch):
+    from types import SimpleNamespace
+
+    from tcoupled.coupling import calibration_train
+    from tcoupled.coupling import calibration_turns as turns
+
+    calls, cycle_s = [], {"s": 0.01}
+
+    def division(world, workload, sim_comm, scratch, name, cycles, *rest):
+        calls.append((name, cycles))   # each call's cycle a little longer: which one counts
+        kind = turns.KINDS[name]
+        return {f"{kind}_cycle_s": cycle_s["s"] + 1e-4 * len(calls),
+                f"first_{kind}_s": float(cycles)}
+
+    class World:
+        def allreduce(self, value, op=None):
+            return value   # one rank: its own longest cycle
+
+    monkeypatch.setattr(turns, "_division", division)
+    monkeypatch.setattr(turns, "_max", lambda: None)
+    monkeypatch.setattr(calibration_train, "sleep_barrier", lambda world: None)
+    found = turns.divisions(World(), SimpleNamespace(cycles=40), None, "")
+    # 10 ms cycles: the second round runs the run's 40 and alone gives the figures
+    assert calls == [("time", 12), ("space", 12), ("time", 40), ("space", 40)]
+    assert found["turn_cycle_s"] == pytest.approx(0.0103)
+    assert found["first_turn_s"] == 12.0  # the warm-up is the first round's
+    calls.clear()
+    cycle_s["s"] = 0.1  # 100 ms cycles: two rounds of 12, their mean
+    found = turns.divisions(World(), SimpleNamespace(cycles=40), None, "")
+    assert calls == [("time", 12), ("space", 12)] * 2
+    assert found["pipe_cycle_s"] == pytest.approx((0.1002 + 0.1004) / 2)
