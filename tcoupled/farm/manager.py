@@ -29,8 +29,10 @@ For many short tasks known up front, :meth:`Manager.submit_chunk` (and
 ``map_tasks(..., chunksize=N)``) sends N tasks in one message: the worker hands the
 whole chunk to its helper in one pipe round trip and returns the outcomes in one
 message. A chunk takes one queue place. Isolation stays per task: an exception, a
-crash or a hang fails only the task it happened in, and the rest of the chunk runs
-(see :mod:`tcoupled.farm.chunks`). The active learner submits single tasks.
+crash or a hang fails only the task it happened in, and the rest of the chunk runs;
+after a crash or a hang, the tasks that finished in the millisecond before it
+(``chunks.FLUSH_S``) run again (see :mod:`tcoupled.farm.chunks`), so a chunk's tasks
+should not mind running twice. The active learner submits single tasks.
 """
 
 from __future__ import annotations
