@@ -121,7 +121,7 @@ def sizes(quick: bool) -> dict:
     40 cycles: a run's first 5 to 15 cycles are slower than the rest (see
     :func:`~tcoupled.coupling.calibration_train.calibration_cycles`), and with 12 the
     median of cycles 2 to C fell among them or past them from one launch to the next
-    (9.1, 12.4 and 11.0 ms a cycle in three launches of one case).
+    (11.6, 9.0 and 10.7 ms a cycle in three 12-cycle launches of one case).
     """
     return {"cycles": 3, "launches": 1} if quick else {"cycles": 40, "launches": 3}
 
