@@ -69,8 +69,11 @@ def check_chunks(manager):
     assert errors[5].startswith("timeout") and "exit status 7" in errors[9], errors
     assert errors[7] == "RuntimeError: SCF did not converge", errors
     assert [results[i].value for i in (4, 6, 8)] == [4.0, 6.0, 8.0]
-    pids = [r.value for r in results]  # a fresh helper after the crash, the hang, the exit
-    assert pids[0] == pids[1] and len({pids[0], pids[3], pids[10]}) == 3, pids
+    # a fresh helper after the crash, the hang and the exit; the quick tasks that finished
+    # within chunks.FLUSH_S before each ran again in it, so which of tasks 0-3 shared a
+    # helper depends on the machine's timing, but task 10 ran after the exit
+    pids = [r.value for r in results]
+    assert pids[10] not in (pids[0], pids[1], pids[3]), pids
     return manager.report()
 
 

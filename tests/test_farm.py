@@ -67,11 +67,13 @@ def test_one_rank_farm_runs_chunks_with_isolation_per_task():
     assert "SIGABRT" in errors[2] and errors[2].startswith("crash")
     assert errors[4].startswith("timeout") and errors[5] == "RuntimeError: SCF did not converge"
     assert "exit status 7" in errors[7] and results[6].value == 6.0
-    # The two quick tasks before the crash had finished within chunks.FLUSH_S, not yet
-    # recorded: they ran again in the fresh helper, with the rest of the chunk; the hang
-    # and the exit replaced the helper again.
+    # The tasks recorded before the crash ran in the first helper; those that had finished
+    # within chunks.FLUSH_S of it, not yet recorded (on a quiet machine both quick ones),
+    # ran again in the fresh helper with the rest of the chunk; the hang and the exit
+    # replaced the helper again.
     pids = [r.value for r in results]
-    assert pids[0] == pids[1] == pids[3] != pids[8]
+    assert pids[1] == pids[3] or pids[0] == pids[1] != pids[3], pids
+    assert pids[3] != pids[8]
     assert 1.0 <= took < 5, took  # the hang was killed after its timeout, not before
     assert [r.value for r in again] == [float(v) for v in range(10)]
     # a task longer than FLUSH_S is recorded when it returns: a crash after it does not
