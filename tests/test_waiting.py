@@ -92,21 +92,22 @@ def test_no_naps_in_space_division_or_on_a_free_node(monkeypatch):
 
 
 def test_a_run_of_short_waits_is_spun_through_a_long_one_sleeps(monkeypatch):
-    slept = []
-    real_sleep = time.sleep
-    monkeypatch.setattr(waiting.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    from types import SimpleNamespace
+
+    clock, spins = {"now": 0.0}, []
+    waits = iter([0.0, 0.0, 0.0, 1e-3, 6e-3, 1e-3])  # how long each wait lasts
+
+    def probe_until(comm, source, tag, status, until):
+        spins.append(until - clock["now"])   # how long this wait may spin
+        clock["now"] += next(waits)
+
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(waiting, "_probe_until", probe_until)
     waiting.adapt_to({"oversubscribed": True})
-    comm = LateComm(after=0.0)
-    for _ in range(waiting.NAP_HISTORY):  # quick replies, as a farm's chunks of no-ops
+    comm = object()
+    for _ in range(6):
         waiting.wait_for_message(comm, 0, 1, None)
-    assert slept == []
-    comm.ready_at = time.perf_counter() + waiting.SHORT_WAIT_S / 2  # past SPIN_S: no sleep
-    waiting.wait_for_message(comm, 0, 1, None)
-    assert slept == [] and time.perf_counter() - comm.ready_at < 1e-3
-    comm.ready_at = time.perf_counter() + 3 * waiting.SHORT_WAIT_S  # past the long spin
-    waiting.wait_for_message(comm, 0, 1, None)
-    assert slept
-    slept.clear()  # that wait was long: the next one spins SPIN_S only, then sleeps
-    comm.ready_at = time.perf_counter() + waiting.SHORT_WAIT_S / 2
-    waiting.wait_for_message(comm, 0, 1, None)
-    assert slept and slept[0] == waiting.FIRST_SLEEP_S
+    # three quick replies (a farm's chunks of no-ops), then the long spin while the
+    # last three waits stay under SHORT_WAIT_S; after a 6 ms wait, the short spin again
+    short, long = waiting.SPIN_S, waiting.SHORT_WAIT_S
+    assert spins == pytest.approx([short, short, short, long, long, short])
