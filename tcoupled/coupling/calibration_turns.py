@@ -167,10 +167,11 @@ def divisions(world: Any, workload: Any, sim_comm: Any, scratch: str, trainer: A
     ``(offset, shape)`` ``blocks`` of its sources. Each round runs time then space
     division: one round's ratio of the two was 0.97 where the runs gave 1.26 (two sim
     ranks and a train rank on 2 cores). The first round runs ``MAX_CYCLES`` cycles at
-    most; where the run's cycles are more and short, the second runs as many of them
-    as fit in ``TURN_BUDGET_S`` (:func:`~tcoupled.coupling.calibration_train.
-    calibration_cycles`) and alone gives the figures, else the two rounds' means do.
-    The first cycle (the warm-up) is the first round's.
+    most; where the run's cycles are more and short, the second runs as many of them as
+    fit in ``TURN_BUDGET_S`` (see
+    :func:`~tcoupled.coupling.calibration_train.calibration_cycles`) and alone gives the
+    figures, else the two rounds' means do. The first cycle (the warm-up) is the first
+    round's.
     """
     from tcoupled.coupling.calibration_train import calibration_cycles, sleep_barrier
 
