@@ -97,12 +97,12 @@ def test_a_run_of_short_waits_is_spun_through_a_long_one_sleeps(monkeypatch):
     clock, spins = {"now": 0.0}, []
     waits = iter([0.0, 0.0, 0.0, 1e-3, 6e-3, 1e-3])  # how long each wait lasts
 
-    def probe_until(comm, source, tag, status, until):
-        spins.append(until - clock["now"])   # how long this wait may spin
+    def backoff(done, sleep=True, spin=None):
+        spins.append(spin)   # how long this wait may spin
         clock["now"] += next(waits)
 
     monkeypatch.setattr(waiting, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
-    monkeypatch.setattr(waiting, "_probe_until", probe_until)
+    monkeypatch.setattr(waiting, "_backoff", backoff)
     waiting.adapt_to({"oversubscribed": True})
     comm = object()
     for _ in range(6):

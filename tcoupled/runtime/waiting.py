@@ -86,7 +86,7 @@ def wait_for_message(comm: Any, source: int, tag: int, status: Any) -> None:
     ``SHORT_WAIT_S`` (the farm's chunks of cheap tasks), it probes and yields up to
     ``SHORT_WAIT_S``: a woken sleeper on a busy node waits for a core, and those
     wake-ups held the chunked no-op farm (2 workers, their helpers and the manager on
-    2 cores) to 560k tasks/s against 650k with the long spin. A wait for a task of
+    2 cores) to about 560k tasks/s against 640k with the long spin. A wait for a task of
     seconds spins no longer than before.
     """
     key = ("probe", id(comm), source, tag)
@@ -96,30 +96,20 @@ def wait_for_message(comm: Any, source: int, tag: int, status: Any) -> None:
     if recent and len(recent) == NAP_HISTORY and max(recent) < SHORT_WAIT_S:
         spin = max(spin, SHORT_WAIT_S)
     try:
-        _probe_until(comm, source, tag, status, start + spin)
+        _backoff(lambda: comm.Iprobe(source=source, tag=tag, status=status), spin=spin)
     finally:
         _remember(key, time.perf_counter() - start)
 
 
-def _probe_until(comm: Any, source: int, tag: int, status: Any, spin_until: float) -> None:
-    """Probe, yielding, until ``spin_until``; then probe with the growing sleeps."""
-    while time.perf_counter() < spin_until:
-        if comm.Iprobe(source=source, tag=tag, status=status):
-            return
-        os.sched_yield()
-    delay = FIRST_SLEEP_S
-    while not comm.Iprobe(source=source, tag=tag, status=status):
-        time.sleep(delay)
-        delay = min(BACKOFF * delay, POLL_S)
-
-
-def _backoff(done: Any, sleep: bool = True) -> None:
+def _backoff(done: Any, sleep: bool = True, spin: float | None = None) -> None:
     """Call ``done()`` with yields, then growing sleeps, until it returns true.
 
+    It yields for ``spin`` seconds (the spin in force by default: :func:`adapt_to`).
     ``sleep=False`` only yields: for a transfer already under way, whose progress
     needs this rank's MPI calls, the core goes to whoever else is runnable only.
     """
-    spin_until = time.perf_counter() + (_spin["seconds"] if sleep else float("inf"))
+    spin = _spin["seconds"] if spin is None else spin
+    spin_until = time.perf_counter() + (spin if sleep else float("inf"))
     while time.perf_counter() < spin_until:
         if done():
             return
