@@ -113,11 +113,12 @@ def measure(runner: str, n_workers: int, map_batch: MapBatch,
         map_batch(warmup_payloads(kind, n_workers))
         batch = payloads(kind, n_tasks)
         if kind == "xtb":
-            start, tally = time.perf_counter(), Tally()
+            start, tally = time.perf_counter(), Tally(len(MOLECULES))
             tally.add(*map_batch(batch))
             runs = [summarize(n_workers, time.perf_counter() - start, tally)]
         else:
-            runs = [time_window(n_workers, map_batch, batch, window_s) for _ in range(repeats)]
+            runs = [time_window(n_workers, map_batch, batch, window_s, len(MOLECULES))
+                    for _ in range(repeats)]
         middle = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
         rows.append({"runner": runner, "task": kind, **middle, "batch": n_tasks,
                      "windows": len(runs),

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 MapBatch = Callable[[list], tuple[list[dict], int]]  # payloads -> (ok outcomes, n failed)
-KEPT_VALUES = 12  # values kept of a window (the xTB molecules' energies, to check)
 
 
 class Tally:
@@ -16,14 +15,15 @@ class Tally:
     which cost the process driving the runner (the farm's manager) 15% of its throughput.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int) -> None:
+        self.keep = keep  # values kept: the first ones (the xTB energies, to check)
         self.ok, self.failed, self.task_s, self.values = 0, 0, 0.0, []
 
     def add(self, outcomes: list[dict], failed: int) -> None:
         """Count a batch's outcomes (:func:`~tcoupled.bench.farm_driver.timed_task`), ``failed``."""
         self.ok, self.failed = self.ok + len(outcomes), self.failed + failed
         self.task_s += sum(o["seconds"] for o in outcomes)
-        self.values.extend(o["value"] for o in outcomes[:KEPT_VALUES - len(self.values)])
+        self.values.extend(o["value"] for o in outcomes[:self.keep - len(self.values)])
 
 
 def summarize(n_workers: int, wall_s: float, tally: Tally) -> dict:
@@ -36,9 +36,9 @@ def summarize(n_workers: int, wall_s: float, tally: Tally) -> dict:
 
 
 def time_window(n_workers: int, map_batch: MapBatch, batch: list[dict],
-                window_s: float) -> dict:
+                window_s: float, keep: int) -> dict:
     """Run ``batch`` again and again until ``window_s`` has passed; one summary row."""
-    tally = Tally()
+    tally = Tally(keep)
     start = time.perf_counter()
     while True:
         tally.add(*map_batch(batch))
