@@ -4,6 +4,23 @@
 // u_next may alias u_prev (in-place update). Compiled at run time by CuPy's
 // RawModule (the package ships this file) and by nvcc in CMake as a build check.
 
+// Every operation is an explicit round-to-nearest PTX instruction with no .ftz: CuPy
+// compiles with -ftz=true (float32 subnormals flushed to zero) and may contract a*b+c
+// into one FMA; NumPy does neither. Explicitly rounded instructions are never contracted
+// and keep subnormals, so the kernel rounds exactly as NumPy does in float32 and float64.
+__device__ __forceinline__ float tc_add(float a, float b)
+{ float r; asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
+__device__ __forceinline__ float tc_sub(float a, float b)
+{ float r; asm("sub.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
+__device__ __forceinline__ float tc_mul(float a, float b)
+{ float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
+__device__ __forceinline__ double tc_add(double a, double b)
+{ double r; asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
+__device__ __forceinline__ double tc_sub(double a, double b)
+{ double r; asm("sub.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
+__device__ __forceinline__ double tc_mul(double a, double b)
+{ double r; asm("mul.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
+
 template <typename T>
 __device__ void wave_step(const T *u, const T *u_prev, T *u_next, long long stride,
                           long long i0, long long i1, long long j0, long long j1,
@@ -14,9 +31,11 @@ __device__ void wave_step(const T *u, const T *u_prev, T *u_next, long long stri
     if (i >= i1 || j >= j1) return;
     const long long k = i * stride + j;
     const T c = u[k];
-    const T lap_x = u[k + stride] - (T)2 * c + u[k - stride];
-    const T lap_y = u[k + 1] - (T)2 * c + u[k - 1];
-    u_next[k] = (T)2 * c - u_prev[k] + cx * lap_x + cy * lap_y;
+    const T two_c = tc_mul((T)2, c);
+    // NumPy's order: lap = (u[+] - 2c) + u[-]; next = ((2c - prev) + cx lap_x) + cy lap_y
+    const T lap_x = tc_add(tc_sub(u[k + stride], two_c), u[k - stride]);
+    const T lap_y = tc_add(tc_sub(u[k + 1], two_c), u[k - 1]);
+    u_next[k] = tc_add(tc_add(tc_sub(two_c, u_prev[k]), tc_mul(cx, lap_x)), tc_mul(cy, lap_y));
 }
 
 extern "C" __global__ void tc_wave_step_f32(const float *u, const float *u_prev, float *u_next,

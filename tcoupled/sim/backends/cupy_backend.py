@@ -46,8 +46,7 @@ class CupyBackend:
         # no FMA contraction: the kernel then rounds exactly as the NumPy reference does
         # (same operations, same order), so GPU and CPU runs agree bit for bit; a
         # memory-bound stencil loses nothing by it
-        module = self.xp.RawModule(code=kernel_source(), options=("-std=c++11",
-                                                                  "--fmad=false"))
+        module = self.xp.RawModule(code=kernel_source(), options=("--fmad=false",))
         self._kernels = {"float32": module.get_function("tc_wave_step_f32"),
                          "float64": module.get_function("tc_wave_step_f64")}
 
