@@ -300,3 +300,28 @@ def test_the_cuda_aware_choice_is_one_switch_and_printed(monkeypatch):
     assert describe_cuda_aware_mpi().startswith("CUDA-aware MPI: no (TCOUPLED_CUDA_AWARE_MPI=0)")
     monkeypatch.setenv("TCOUPLED_CUDA_AWARE_MPI", "1")
     assert cuda_aware_mpi() and "straight to MPI" in describe_cuda_aware_mpi()
+
+
+class _MemberComm:
+    """A member's communicator as seen from rank ``rank``: the ranks' GPUs, allgathered."""
+
+    def __init__(self, gpus, rank=0):
+        self.gpus, self.rank = gpus, rank
+
+    def allgather(self, value):
+        assert value == self.gpus[self.rank]
+        return list(self.gpus)
+
+
+def test_ddp_uses_nccl_only_when_every_rank_of_a_member_has_its_own_gpu():
+    from tcoupled.training.ensemble import member_backend
+
+    assert member_backend(_MemberComm(["n0/0000:19:00.0", "n0/0000:1A:00.0"]),
+                          "n0/0000:19:00.0")[0] == "nccl"
+    # one GPU shared (a one-GPU machine): NCCL would stop with "Duplicate GPU detected"
+    backend, why = member_backend(_MemberComm(["n0/0000:19:00.0"] * 2, 1), "n0/0000:19:00.0")
+    assert backend == "gloo" and "2 ranks share 1 GPU" in why
+    # the same bus id on two hosts is two GPUs
+    assert member_backend(_MemberComm(["n0/0000:19:00.0", "n1/0000:19:00.0"]),
+                          "n0/0000:19:00.0")[0] == "nccl"
+    assert member_backend(_MemberComm([None, None]), None) == ("gloo", "training on the CPU")

@@ -136,16 +136,18 @@ def build_member(member_comm: Any, workload: Any, member: Any, blocks: list,
     """
     import torch
 
+    from tcoupled.runtime.gpu import current_gpu_identity
     from tcoupled.runtime.telemetry import PhaseTimer
     from tcoupled.sim.backends import resolve_device
-    from tcoupled.training.ensemble import init_member_group
+    from tcoupled.training.ensemble import init_member_group, member_backend
     from tcoupled.training.model import build_model
     from tcoupled.training.replay import ReplayBuffer
     from tcoupled.training.trainer import Trainer
 
     torch.set_num_threads(1)
     device = resolve_device(workload.wave.device, workload.wave.kernel)  # the run's own
-    group = init_member_group(member_comm, "nccl" if device == "cuda" else "gloo", scratch)
+    gpu = current_gpu_identity() if device == "cuda" else None
+    group = init_member_group(member_comm, member_backend(member_comm, gpu)[0], scratch)
     trainer = Trainer(build_model(member, device=device), member.lr, device,  # float32
                       group=group, timer=PhaseTimer(), batch_size=workload.batch_size or None,
                       replay=ReplayBuffer(workload.replay))

@@ -96,7 +96,6 @@ class CoupledRank:
     def _build_trainer(self) -> Any:
         import torch
 
-        from tcoupled.training.ensemble import init_member_group
         from tcoupled.training.model import build_model
         from tcoupled.training.replay import ReplayBuffer
         from tcoupled.training.schedule import make_schedule
@@ -107,8 +106,7 @@ class CoupledRank:
         if gpu:  # the GPU Layout.bind_gpu chose (plan's rule), for torch too
             device = torch.device("cuda", self.layout.gpu or 0)
             torch.cuda.set_device(device)
-        # None for a one-rank member: no DDP wrapper, no process group
-        group = init_member_group(self.member_comm, "nccl" if gpu else "gloo", self.config.out)
+        group = self._member_group(gpu)
         params = self.config.members[self.member]
         seed = self.config.wave.seed
         model = build_model(params, device=device, seed=seed * 1000 + self.member)
@@ -118,6 +116,22 @@ class CoupledRank:
                                  self.config.cycles * self.config.train_iters, self.config.warmup)
         return Trainer(model, params.lr, device, group, self.timer,
                        self.config.batch_size or None, replay, schedule=schedule)
+
+    def _member_group(self, gpu: bool) -> Any:
+        """The member's DDP group (``None`` for a one-rank member), over NCCL or gloo.
+
+        The backend is :func:`~tcoupled.training.ensemble.member_backend`'s choice,
+        printed by the member's first rank when the member has several.
+        """
+        from tcoupled.runtime.gpu import current_gpu_identity
+        from tcoupled.training.ensemble import init_member_group, member_backend
+
+        identity = (self.layout.gpu_identity or current_gpu_identity()) if gpu else None
+        backend, why = member_backend(self.member_comm, identity)
+        if self.member_comm.Get_size() > 1 and self.member_comm.Get_rank() == 0:
+            self.log.info(f"member {self.member}: DDP gradients all-reduced over {backend} "
+                          f"({why})")
+        return init_member_group(self.member_comm, backend, self.config.out)
 
     def _train(self, tensors: list[Any]) -> None:
         """Cast each slot once to float32 (a counted copy), add context, train."""

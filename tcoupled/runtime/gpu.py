@@ -43,6 +43,15 @@ def select_cuda_device(index: int) -> str:
     return f"{socket.gethostname()}/{device.pci_bus_id}"
 
 
+def current_gpu_identity() -> str:
+    """``host/PCI bus id`` of CuPy's current device (see :func:`select_cuda_device`)."""
+    import socket
+
+    import cupy
+
+    return f"{socket.gethostname()}/{cupy.cuda.Device().pci_bus_id}"
+
+
 def cuda_aware_mpi_reason() -> tuple[bool, str]:
     """Whether MPI can read GPU memory directly, and what decided it (one line)."""
     forced = env("CUDA_AWARE_MPI")

@@ -165,6 +165,24 @@ def _full_name(hostname: str) -> str:
     return hostname if "." in hostname else socket.getfqdn(hostname)
 
 
+def member_backend(comm: Any, gpu: str | None) -> tuple[str, str]:
+    """The DDP backend of one member, and why: NCCL only when each rank has its own GPU.
+
+    ``gpu`` names this rank's physical GPU (:func:`tcoupled.runtime.gpu.current_gpu_identity`),
+    ``None`` on the CPU. NCCL refuses two ranks of one communicator on one GPU ("Duplicate
+    GPU detected"), which a one-GPU machine or more train ranks than GPUs gives; such a
+    member all-reduces through gloo, which reads CUDA tensors too (staged through the
+    host). Collective over ``comm`` (the member's ranks).
+    """
+    gpus = comm.allgather(gpu)
+    if gpu is None:
+        return "gloo", "training on the CPU"
+    if len(set(gpus)) < len(gpus):
+        return "gloo", (f"{len(gpus)} ranks share {len(set(gpus))} GPU(s) and NCCL needs "
+                        "one GPU per rank")
+    return "nccl", f"{len(gpus)} ranks on {len(gpus)} GPUs"
+
+
 def init_member_group(comm: Any, backend: str, scratch: str | os.PathLike,
                       timeout_s: float = 120.0) -> Any:
     """Start the torch process group of one member over the MPI ranks of ``comm``.
