@@ -30,7 +30,16 @@ def local_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def mpiexec() -> str:
-    """The ``mpiexec`` next to the running Python (the one that matches mpi4py)."""
+    """``TCOUPLED_MPIEXEC`` if set, else the ``mpiexec`` next to the running Python.
+
+    The one next to Python matches the mpi4py of its environment; the variable names
+    another where MPI lives elsewhere (``run/device_check.sh`` installs MPICH under /tmp).
+    """
+    from tcoupled.runtime.mpienv import env
+
+    forced = env("MPIEXEC")
+    if forced:
+        return forced
     local = Path(sys.executable).parent / "mpiexec"
     return str(local) if local.exists() else "mpiexec"
 
