@@ -107,15 +107,24 @@ def test_slot_released_only_after_the_reading_stream_finished(fake_gpu, monkeypa
     receiver.close()
 
 
-def _cupy_backend_with(launches):
+def _cupy_backend_with(launches, tile=None):
     """The CuPy backend object with a recording kernel (no GPU, no compiler)."""
-    from tcoupled.sim.backends.cupy_backend import CupyBackend
+    from tcoupled.sim.backends.cupy_backend import TILE, CupyBackend
 
     backend = object.__new__(CupyBackend)
-    backend.xp = np
-    backend._kernels = {d: (lambda grid, block, args: launches.append(args))
+    backend.xp, backend.tile = np, tile or TILE
+    backend._kernels = {d: (lambda grid, block, args: launches.append((grid, block)))
                         for d in ("float32", "float64")}
     return backend
+
+
+def test_cupy_launch_covers_the_box_with_whole_tiles():
+    launches = []
+    u = np.zeros((40, 50))
+    # rows 1..38 (38 of them) in groups of 3 threads x 4 rows; columns 2..47 (46) by 16
+    _cupy_backend_with(launches, (16, 3, 4)).step(u, u.copy(), u.copy(), (1, 39, 2, 48),
+                                                  0.1, 0.1)
+    assert launches == [((3, 4), (16, 3))]  # ceil(46/16) = 3, ceil(38/12) = 4
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -325,3 +334,13 @@ def test_ddp_uses_nccl_only_when_every_rank_of_a_member_has_its_own_gpu():
     assert member_backend(_MemberComm(["n0/0000:19:00.0", "n1/0000:19:00.0"]),
                           "n0/0000:19:00.0")[0] == "nccl"
     assert member_backend(_MemberComm([None, None]), None) == ("gloo", "training on the CPU")
+
+
+def test_cuda_tile_is_parsed_and_bad_ones_are_named():
+    from tcoupled.runtime.errors import ConfigError
+    from tcoupled.sim.backends.cupy_backend import parse_tile
+
+    assert parse_tile("128x2x8") == (128, 2, 8)
+    for bad in ("128x2", "64x0x8", "64x32x1", "ax2x8"):
+        with pytest.raises(ConfigError, match=f"TCOUPLED_CUDA_TILE='{bad}'"):
+            parse_tile(bad)

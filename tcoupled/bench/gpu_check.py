@@ -2,7 +2,8 @@
 
 Measures, in one run: device-to-device copy bandwidth; the CuPy stencil's cell rate on
 8192^2 float32 as a fraction of the copy-bandwidth bound (3 values moved per cell, the
-same 12 bytes a copy moves in 1.5 elements); the CuPy -> torch DLPack handoff; then the
+same 12 bytes a copy moves in 1.5 elements), with the program's tile and with each tile of
+:data:`TILES`; the CuPy -> torch DLPack handoff; then the
 multi-process checks of :mod:`tcoupled.bench.gpu_runs`. Writes ``device_report.json``
 (card, driver, date, every check ok/failed with its figure) into the output folder.
 
@@ -40,27 +41,43 @@ def _event_time(fn: Callable[[], None], repeats: int = 20) -> float:
     return times[len(times) // 2]
 
 
-def copy_bandwidth(n: int = 8192) -> float:
-    """Device-to-device copy bandwidth in GB/s (bytes read + written)."""
+def copy_bandwidths(n: int = 8192) -> dict[str, float]:
+    """Device-to-device copy bandwidth in GB/s (bytes read + written), two ways.
+
+    ``kernel``: CuPy's element-wise copy (a kernel like the stencil's); ``memcpy``: the
+    driver's ``cudaMemcpyAsync``. The stencil is judged against the faster.
+    """
     import cupy
 
     a = cupy.ones((n, n), dtype=cupy.float32)
     b = cupy.empty_like(a)
-    seconds = _event_time(lambda: b.__setitem__(Ellipsis, a))
-    return 2 * a.nbytes / seconds / 1e9
+    kernel = _event_time(lambda: b.__setitem__(Ellipsis, a))
+    memcpy = _event_time(lambda: b.data.copy_from_device_async(a.data, a.nbytes))
+    return {name: 2 * a.nbytes / seconds / 1e9
+            for name, seconds in (("kernel", kernel), ("memcpy", memcpy))}
 
 
-def stencil_rate(n: int = 8192) -> float:
+#: the tiles (block x, block y, rows per thread) the stencil is timed with
+TILES = [(bx, 256 // bx, rows) for bx in (32, 64, 128, 256) for rows in (1, 4, 8, 16, 32)]
+
+
+def stencil_rate(n: int = 8192, tile: tuple[int, int, int] | None = None) -> float:
     """Cells per second of the CuPy leapfrog kernel on an ``n x n`` float32 grid."""
     import cupy
 
-    from tcoupled.sim.backends import load_backend
+    from tcoupled.sim.backends.cupy_backend import CupyBackend
 
-    backend = load_backend("cupy")
+    backend = CupyBackend(tile)
     u = cupy.random.standard_normal((n, n), dtype=cupy.float32)
     prev = cupy.random.standard_normal((n, n), dtype=cupy.float32)
     seconds = _event_time(lambda: backend.step(u, prev, prev, (1, n - 1, 1, n - 1), 0.2, 0.2))
     return (n - 2) ** 2 / seconds
+
+
+def tile_sweep(bandwidth: float) -> dict[str, float]:
+    """Fraction of the copy-bandwidth bound (12 bytes per cell) for each tile in TILES."""
+    return {"x".join(map(str, tile)): stencil_rate(tile=tile) * 12 / (bandwidth * 1e9)
+            for tile in TILES}
 
 
 def dlpack_handoff_us(n: int) -> float:
@@ -103,13 +120,23 @@ def machine() -> dict:
 
 def single_gpu_checks() -> dict[str, dict]:
     """Bandwidth, stencil fraction and DLPack handoff, each as a check."""
-    bw = copy_bandwidth()
-    rate = stencil_rate()
+    from tcoupled.sim.backends.cupy_backend import TILE, CupyBackend
+
+    copies = copy_bandwidths()
+    bw = max(copies.values())
+    rate = stencil_rate()  # the tile the program uses (TILE, or TCOUPLED_CUDA_TILE)
     fraction = rate * 12 / (bw * 1e9)
-    return {"copy_bandwidth": {"ok": bw > 0, "figure": bw, "unit": "GB/s read + written"},
+    sweep = tile_sweep(bw)
+    best = max(sweep, key=sweep.__getitem__)
+    return {"copy_bandwidth": {"ok": bw > 0, "figure": bw, "unit": "GB/s read + written",
+                               **copies},
             "stencil_8192_float32": {"ok": fraction >= STENCIL_TARGET, "figure": fraction,
                                      "unit": "fraction of copy-bandwidth bound",
-                                     "cells_per_s": rate, "target": STENCIL_TARGET},
+                                     "cells_per_s": rate, "target": STENCIL_TARGET,
+                                     "tile": "x".join(map(str, CupyBackend().tile)),
+                                     "default_tile": "x".join(map(str, TILE)),
+                                     "best_tile": best, "best_figure": sweep[best],
+                                     "tiles": sweep},
             "dlpack_handoff": {"ok": True, "figure": dlpack_handoff_us(8192),
                                "unit": "us per handoff of 8192^2 float32"}}
 

@@ -6,10 +6,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tcoupled.runtime.errors import BackendUnavailable
+from tcoupled.runtime.errors import BackendUnavailable, ConfigError
+from tcoupled.runtime.mpienv import env
 from tcoupled.sim.backends import check_step_arrays
 
-_BLOCK = (32, 8)
+#: threads per block along columns and along row groups, and the rows each thread marches
+#: down (``TC_ROWS`` of kernels/wave.cu); ``TCOUPLED_CUDA_TILE=BXxBYxROWS`` overrides
+TILE = (128, 2, 8)
+
+
+def parse_tile(text: str) -> tuple[int, int, int]:
+    """``"128x2x8"`` -> ``(128, 2, 8)``: block x, block y, rows per thread."""
+    try:
+        bx, by, rows = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"TCOUPLED_CUDA_TILE={text!r}: expected BXxBYxROWS, "
+                          "e.g. 128x2x8") from None
+    if min(bx, by, rows) < 1 or bx * by > 1024:
+        raise ConfigError(f"TCOUPLED_CUDA_TILE={text!r}: each part must be >= 1 and "
+                          "BX*BY <= 1024 threads")
+    return bx, by, rows
 
 
 def kernel_source() -> str:
@@ -41,12 +57,15 @@ class CupyBackend:
 
     name = "cupy"
 
-    def __init__(self) -> None:
+    def __init__(self, tile: tuple[int, int, int] | None = None) -> None:
         self.xp = _cupy()
-        # no FMA contraction: the kernel then rounds exactly as the NumPy reference does
-        # (same operations, same order), so GPU and CPU runs agree bit for bit; a
-        # memory-bound stencil loses nothing by it
-        module = self.xp.RawModule(code=kernel_source(), options=("--fmad=false",))
+        forced = env("CUDA_TILE")
+        self.tile = tile or (parse_tile(forced) if forced else TILE)
+        # the kernel's explicit PTX rounds exactly as the NumPy reference does (same
+        # operations, same order, no FMA, no flush to zero), so GPU and CPU runs agree
+        # bit for bit; --fmad=false keeps any other arithmetic uncontracted too
+        module = self.xp.RawModule(code=kernel_source(),
+                                   options=("--fmad=false", f"-DTC_ROWS={self.tile[2]}"))
         self._kernels = {"float32": module.get_function("tc_wave_step_f32"),
                          "float64": module.get_function("tc_wave_step_f64")}
 
@@ -56,7 +75,7 @@ class CupyBackend:
 
     def step(self, u: Any, u_prev: Any, u_next: Any, box: tuple[int, int, int, int],
              cx: float, cy: float) -> None:
-        """Launch the kernel on ``box`` (``u_next`` may be ``u_prev``).
+        """Launch the kernel on ``box`` (``u_next`` may be ``u_prev``, never ``u``).
 
         The arrays are checked as the C backend checks them (contiguity, dtype,
         shape): the kernel indexes raw pointers and would read a strided view wrongly.
@@ -66,11 +85,12 @@ class CupyBackend:
             return
         check_step_arrays(u, u_prev, u_next, box)
         xp = self.xp
-        grid = (-(-(j1 - j0) // _BLOCK[0]), -(-(i1 - i0) // _BLOCK[1]))
+        bx, by, rows = self.tile
+        grid = (-(-(j1 - j0) // bx), -(-(i1 - i0) // (by * rows)))
         scalar = xp.dtype(u.dtype).type
         args = (u, u_prev, u_next, xp.int64(u.shape[1]), xp.int64(i0), xp.int64(i1),
                 xp.int64(j0), xp.int64(j1), scalar(cx), scalar(cy))
-        self._kernels[str(u.dtype)](grid, _BLOCK, args)
+        self._kernels[str(u.dtype)](grid, (bx, by), args)
 
 
 def load() -> CupyBackend:
