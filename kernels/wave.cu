@@ -21,48 +21,63 @@ __device__ __forceinline__ double tc_sub(double a, double b)
 __device__ __forceinline__ double tc_mul(double a, double b)
 { double r; asm("mul.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
 
-// Rows per thread: each thread marches down TC_ROWS rows of one column, keeping u[i-1], u[i]
-// and u[i+1] in registers, so u's row neighbours are loaded once, not three times. The
-// host (tcoupled/sim/backends/cupy_backend.py) compiles with -DTC_ROWS=R and launches
-// blocks of threads over columns (x) and row groups (y).
+// Rows per thread: each thread updates TC_ROWS rows of one column. It loads everything
+// first -- the TC_ROWS + 2 values of u down its column, each row's left and right
+// neighbours and u_prev -- and only then computes and stores, so 4 TC_ROWS + 2 independent
+// loads are in flight per thread and u's rows are read once, not three times. The host
+// (tcoupled/sim/backends/cupy_backend.py) compiles with -DTC_ROWS=R and launches blocks of
+// threads over columns (x) and row groups (y).
 #ifndef TC_ROWS
-#define TC_ROWS 8
+#define TC_ROWS 4
+#endif
+// u is never written (u_next aliases u_prev or another array, never u); TC_RESTRICT may
+// say so to the compiler (read-only loads), which the device check times both ways.
+#ifndef TC_RESTRICT
+#define TC_RESTRICT
 #endif
 
-// u is never written here (u_next aliases u_prev or another array, never u): __restrict__
-// lets its loads take the read-only path.
 template <typename T>
-__device__ void wave_step(const T *__restrict__ u, const T *u_prev, T *u_next,
+__device__ void wave_step(const T *TC_RESTRICT u, const T *u_prev, T *u_next,
                           long long stride, long long i0, long long i1, long long j0,
                           long long j1, T cx, T cy)
 {
     const long long j = j0 + (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long first = i0 + ((long long)blockIdx.y * blockDim.y + threadIdx.y) * TC_ROWS;
     if (first >= i1 || j >= j1) return;
-    const long long last = first + TC_ROWS < i1 ? first + TC_ROWS : i1;
-    long long k = first * stride + j;
-    T up = u[k - stride], c = u[k];
-    for (long long i = first; i < last; ++i, k += stride) {
-        const T down = u[k + stride];
-        const T two_c = tc_mul((T)2, c);
-        // NumPy's order: lap = (u[+] - 2c) + u[-]; next = ((2c - prev) + cx lap_x) + cy lap_y
-        const T lap_x = tc_add(tc_sub(down, two_c), up);
-        const T lap_y = tc_add(tc_sub(u[k + 1], two_c), u[k - 1]);
-        u_next[k] = tc_add(tc_add(tc_sub(two_c, u_prev[k]), tc_mul(cx, lap_x)),
-                           tc_mul(cy, lap_y));
-        up = c;
-        c = down;
-    }
+    const long long rows = i1 - first < TC_ROWS ? i1 - first : TC_ROWS;
+    const long long k0 = first * stride + j;
+    T col[TC_ROWS + 2], left[TC_ROWS], right[TC_ROWS], prev[TC_ROWS];
+#pragma unroll
+    for (int t = 0; t < TC_ROWS + 2; ++t)
+        if (t <= rows + 1) col[t] = u[k0 + (t - 1) * stride];
+#pragma unroll
+    for (int t = 0; t < TC_ROWS; ++t)
+        if (t < rows) {
+            const long long k = k0 + t * stride;
+            left[t] = u[k - 1];
+            right[t] = u[k + 1];
+            prev[t] = u_prev[k];
+        }
+#pragma unroll
+    for (int t = 0; t < TC_ROWS; ++t)
+        if (t < rows) {
+            const T two_c = tc_mul((T)2, col[t + 1]);
+            // NumPy's order: lap = (u[+] - 2c) + u[-]; next = ((2c - prev) + cx lap_x) + cy lap_y
+            const T lap_x = tc_add(tc_sub(col[t + 2], two_c), col[t]);
+            const T lap_y = tc_add(tc_sub(right[t], two_c), left[t]);
+            u_next[k0 + t * stride] = tc_add(tc_add(tc_sub(two_c, prev[t]), tc_mul(cx, lap_x)),
+                                             tc_mul(cy, lap_y));
+        }
 }
 
-extern "C" __global__ void tc_wave_step_f32(const float *__restrict__ u, const float *u_prev,
-                                            float *u_next, long long stride, long long i0, long long i1,
+extern "C" __global__ void tc_wave_step_f32(const float *TC_RESTRICT u,
+                                            const float *u_prev, float *u_next, long long stride, long long i0, long long i1,
                                             long long j0, long long j1, float cx, float cy)
 {
     wave_step<float>(u, u_prev, u_next, stride, i0, i1, j0, j1, cx, cy);
 }
 
-extern "C" __global__ void tc_wave_step_f64(const double *__restrict__ u, const double *u_prev,
+extern "C" __global__ void tc_wave_step_f64(const double *TC_RESTRICT u, const double *u_prev,
                                             double *u_next, long long stride, long long i0,
                                             long long i1, long long j0, long long j1,
                                             double cx, double cy)

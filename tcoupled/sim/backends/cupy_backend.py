@@ -12,7 +12,9 @@ from tcoupled.sim.backends import check_step_arrays
 
 #: threads per block along columns and along row groups, and the rows each thread marches
 #: down (``TC_ROWS`` of kernels/wave.cu); ``TCOUPLED_CUDA_TILE=BXxBYxROWS`` overrides
-TILE = (128, 2, 8)
+TILE = (128, 2, 4)
+#: whether the kernel tells the compiler that ``u`` is read-only (``TC_RESTRICT``)
+RESTRICT = False
 
 
 def parse_tile(text: str) -> tuple[int, int, int]:
@@ -57,15 +59,19 @@ class CupyBackend:
 
     name = "cupy"
 
-    def __init__(self, tile: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, tile: tuple[int, int, int] | None = None,
+                 restrict: bool = RESTRICT) -> None:
         self.xp = _cupy()
         forced = env("CUDA_TILE")
         self.tile = tile or (parse_tile(forced) if forced else TILE)
+        self.restrict = restrict
         # the kernel's explicit PTX rounds exactly as the NumPy reference does (same
         # operations, same order, no FMA, no flush to zero), so GPU and CPU runs agree
         # bit for bit; --fmad=false keeps any other arithmetic uncontracted too
-        module = self.xp.RawModule(code=kernel_source(),
-                                   options=("--fmad=false", f"-DTC_ROWS={self.tile[2]}"))
+        options = ["--fmad=false", f"-DTC_ROWS={self.tile[2]}"]
+        if restrict:
+            options.append("-DTC_RESTRICT=__restrict__")
+        module = self.xp.RawModule(code=kernel_source(), options=tuple(options))
         self._kernels = {"float32": module.get_function("tc_wave_step_f32"),
                          "float64": module.get_function("tc_wave_step_f64")}
 
