@@ -28,16 +28,11 @@ __device__ __forceinline__ double tc_mul(double a, double b)
 // (tcoupled/sim/backends/cupy_backend.py) compiles with -DTC_ROWS=R and launches blocks of
 // threads over columns (x) and row groups (y).
 #ifndef TC_ROWS
-#define TC_ROWS 4
-#endif
-// u is never written (u_next aliases u_prev or another array, never u); TC_RESTRICT may
-// say so to the compiler (read-only loads), which the device check times both ways.
-#ifndef TC_RESTRICT
-#define TC_RESTRICT
+#define TC_ROWS 8
 #endif
 
 template <typename T>
-__device__ void wave_step(const T *TC_RESTRICT u, const T *u_prev, T *u_next,
+__device__ void wave_step(const T *u, const T *u_prev, T *u_next,
                           long long stride, long long i0, long long i1, long long j0,
                           long long j1, T cx, T cy)
 {
@@ -70,14 +65,14 @@ __device__ void wave_step(const T *TC_RESTRICT u, const T *u_prev, T *u_next,
         }
 }
 
-extern "C" __global__ void tc_wave_step_f32(const float *TC_RESTRICT u,
+extern "C" __global__ void tc_wave_step_f32(const float *u,
                                             const float *u_prev, float *u_next, long long stride, long long i0, long long i1,
                                             long long j0, long long j1, float cx, float cy)
 {
     wave_step<float>(u, u_prev, u_next, stride, i0, i1, j0, j1, cx, cy);
 }
 
-extern "C" __global__ void tc_wave_step_f64(const double *TC_RESTRICT u, const double *u_prev,
+extern "C" __global__ void tc_wave_step_f64(const double *u, const double *u_prev,
                                             double *u_next, long long stride, long long i0,
                                             long long i1, long long j0, long long j1,
                                             double cx, double cy)

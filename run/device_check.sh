@@ -10,7 +10,7 @@
 #       --platform manylinux2014_x86_64 -d .whl mpich==5.0.2 mpi4py==4.1.2
 # Steps: build (the C library; kernels/wave.cu through nvcc for sm_90), tests/test_gpu.py and
 # the fake-GPU tests, then `python -m tcoupled.bench.gpu_check`: copy bandwidth, the stencil
-# at 8192^2 float32 as a fraction of it (the program's variant and 48 others), the DLPack
+# at 8192^2 float32 as a fraction of it (the program's tile and 24 others), the DLPack
 # handoff; with 2-4 ranks on the one GPU:
 # the device halo with real neighbours (float64) against NumPy, `couple` in time division
 # over CUDA IPC and in space division over mpi (one rank per member, and one member of two

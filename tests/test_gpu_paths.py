@@ -341,6 +341,19 @@ def test_cuda_tile_is_parsed_and_bad_ones_are_named():
     from tcoupled.sim.backends.cupy_backend import parse_tile
 
     assert parse_tile("128x2x8") == (128, 2, 8)
-    for bad in ("128x2", "64x0x8", "64x32x1", "ax2x8"):
+    for bad in ("128x2", "64x0x8", "64x32x1", "ax2x8", "256x1x16"):
         with pytest.raises(ConfigError, match=f"TCOUPLED_CUDA_TILE='{bad}'"):
             parse_tile(bad)
+
+
+def test_a_block_the_compiled_kernel_cannot_launch_is_refused_by_name():
+    from types import SimpleNamespace
+
+    from tcoupled.runtime.errors import ConfigError
+    from tcoupled.sim.backends.cupy_backend import check_block
+
+    kernels = {"float32": SimpleNamespace(max_threads_per_block=1024),
+               "float64": SimpleNamespace(max_threads_per_block=512)}
+    check_block((256, 2, 8), kernels)
+    with pytest.raises(ConfigError, match="1024x1x8: 1024 threads .* float64 kernel .* 512"):
+        check_block((1024, 1, 8), kernels)

@@ -57,20 +57,18 @@ def copy_bandwidths(n: int = 8192) -> dict[str, float]:
             for name, seconds in (("kernel", kernel), ("memcpy", memcpy))}
 
 
-#: the variants the stencil is timed with: (block x, block y, rows per thread), restrict
-TILES = [((bx, by, rows), restrict) for bx, by in ((32, 8), (64, 4), (128, 2), (256, 1),
-                                                  (32, 4), (128, 1))
-         for rows in (1, 2, 4, 8) for restrict in (False, True)]
+#: the tiles the stencil is timed with: (block x, block y, rows per thread)
+TILES = [(bx, by, rows) for bx, by in ((32, 8), (64, 4), (128, 2), (256, 1), (32, 4), (128, 1))
+         for rows in (1, 2, 4, 8)]
 
 
-def stencil_rate(n: int = 8192, tile: tuple[int, int, int] | None = None,
-                 restrict: bool | None = None) -> float:
+def stencil_rate(n: int = 8192, tile: tuple[int, int, int] | None = None) -> float:
     """Cells per second of the CuPy leapfrog kernel on an ``n x n`` float32 grid."""
     import cupy
 
-    from tcoupled.sim.backends.cupy_backend import RESTRICT, CupyBackend
+    from tcoupled.sim.backends.cupy_backend import CupyBackend
 
-    backend = CupyBackend(tile, RESTRICT if restrict is None else restrict)
+    backend = CupyBackend(tile)
     u = cupy.random.standard_normal((n, n), dtype=cupy.float32)
     prev = cupy.random.standard_normal((n, n), dtype=cupy.float32)
     seconds = _event_time(lambda: backend.step(u, prev, prev, (1, n - 1, 1, n - 1), 0.2, 0.2))
@@ -78,15 +76,14 @@ def stencil_rate(n: int = 8192, tile: tuple[int, int, int] | None = None,
 
 
 def tile_sweep(bandwidth: float) -> dict[str, float]:
-    """Fraction of the copy-bandwidth bound (12 bytes per cell) of each variant in TILES."""
-    return {variant_name(tile, restrict):
-            stencil_rate(tile=tile, restrict=restrict) * 12 / (bandwidth * 1e9)
-            for tile, restrict in TILES}
+    """Fraction of the copy-bandwidth bound (12 bytes per cell) of each tile in TILES."""
+    return {tile_name(tile): stencil_rate(tile=tile) * 12 / (bandwidth * 1e9)
+            for tile in TILES}
 
 
-def variant_name(tile: tuple[int, int, int], restrict: bool) -> str:
-    """``BXxBYxROWS``, with ``r`` appended where ``u`` is declared ``__restrict__``."""
-    return "x".join(map(str, tile)) + ("r" if restrict else "")
+def tile_name(tile: tuple[int, int, int]) -> str:
+    """``BXxBYxROWS``."""
+    return "x".join(map(str, tile))
 
 
 def dlpack_handoff_us(n: int) -> float:
@@ -129,9 +126,9 @@ def machine() -> dict:
 
 def single_gpu_checks() -> dict[str, dict]:
     """Bandwidth, stencil fraction and DLPack handoff, each as a check."""
-    from tcoupled.sim.backends.cupy_backend import RESTRICT, TILE, CupyBackend
+    from tcoupled.sim.backends.cupy_backend import TILE, CupyBackend
 
-    program = CupyBackend()  # the variant the program runs (TCOUPLED_CUDA_TILE or TILE)
+    program = CupyBackend()  # the tile the program runs (TCOUPLED_CUDA_TILE or TILE)
     copies = copy_bandwidths()
     bw = max(copies.values())
     rate = stencil_rate()
@@ -143,8 +140,8 @@ def single_gpu_checks() -> dict[str, dict]:
             "stencil_8192_float32": {"ok": fraction >= STENCIL_TARGET, "figure": fraction,
                                      "unit": "fraction of copy-bandwidth bound",
                                      "cells_per_s": rate, "target": STENCIL_TARGET,
-                                     "tile": variant_name(program.tile, program.restrict),
-                                     "default_tile": variant_name(TILE, RESTRICT),
+                                     "tile": tile_name(program.tile),
+                                     "default_tile": tile_name(TILE),
                                      "best_tile": best, "best_figure": sweep[best],
                                      "tiles": sweep},
             "dlpack_handoff": {"ok": True, "figure": dlpack_handoff_us(8192),

@@ -10,11 +10,13 @@ from tcoupled.runtime.errors import BackendUnavailable, ConfigError
 from tcoupled.runtime.mpienv import env
 from tcoupled.sim.backends import check_step_arrays
 
-#: threads per block along columns and along row groups, and the rows each thread marches
-#: down (``TC_ROWS`` of kernels/wave.cu); ``TCOUPLED_CUDA_TILE=BXxBYxROWS`` overrides
-TILE = (128, 2, 4)
-#: whether the kernel tells the compiler that ``u`` is read-only (``TC_RESTRICT``)
-RESTRICT = False
+#: threads per block along columns and along row groups, and the rows each thread updates
+#: (``TC_ROWS`` of kernels/wave.cu); ``TCOUPLED_CUDA_TILE=BXxBYxROWS`` overrides. Chosen on an
+#: H200 from the tiles timed at 8192^2 float32 (run/device_report.json): 8 rows per thread
+#: beat 1, 2 and 4 in every run, and 256x1 blocks were the fastest or tied
+TILE = (256, 1, 8)
+#: most rows per thread: a thread keeps 4 ROWS + 2 values in registers
+MAX_ROWS = 8
 
 
 def parse_tile(text: str) -> tuple[int, int, int]:
@@ -23,11 +25,26 @@ def parse_tile(text: str) -> tuple[int, int, int]:
         bx, by, rows = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise ConfigError(f"TCOUPLED_CUDA_TILE={text!r}: expected BXxBYxROWS, "
-                          "e.g. 128x2x8") from None
-    if min(bx, by, rows) < 1 or bx * by > 1024:
-        raise ConfigError(f"TCOUPLED_CUDA_TILE={text!r}: each part must be >= 1 and "
-                          "BX*BY <= 1024 threads")
+                          "e.g. 256x1x8") from None
+    if min(bx, by, rows) < 1 or bx * by > 1024 or rows > MAX_ROWS:
+        raise ConfigError(f"TCOUPLED_CUDA_TILE={text!r}: each part must be >= 1, "
+                          f"BX*BY <= 1024 threads and ROWS <= {MAX_ROWS}")
     return bx, by, rows
+
+
+def check_block(tile: tuple[int, int, int], kernels: dict[str, Any]) -> None:
+    """Refuse a block larger than a compiled kernel can launch (its registers decide).
+
+    Without the check CUDA stops the first step with "too many resources requested for
+    launch" (seen on an H200 with 1024 threads of 8 rows each).
+    """
+    threads = tile[0] * tile[1]
+    for dtype, kernel in kernels.items():
+        limit = getattr(kernel, "max_threads_per_block", None)
+        if limit is not None and threads > limit:
+            raise ConfigError(f"TCOUPLED_CUDA_TILE={'x'.join(map(str, tile))}: {threads} "
+                              f"threads per block, but the {dtype} kernel with "
+                              f"{tile[2]} rows per thread launches at most {limit}")
 
 
 def kernel_source() -> str:
@@ -59,21 +76,18 @@ class CupyBackend:
 
     name = "cupy"
 
-    def __init__(self, tile: tuple[int, int, int] | None = None,
-                 restrict: bool = RESTRICT) -> None:
+    def __init__(self, tile: tuple[int, int, int] | None = None) -> None:
         self.xp = _cupy()
         forced = env("CUDA_TILE")
         self.tile = tile or (parse_tile(forced) if forced else TILE)
-        self.restrict = restrict
         # the kernel's explicit PTX rounds exactly as the NumPy reference does (same
         # operations, same order, no FMA, no flush to zero), so GPU and CPU runs agree
         # bit for bit; --fmad=false keeps any other arithmetic uncontracted too
-        options = ["--fmad=false", f"-DTC_ROWS={self.tile[2]}"]
-        if restrict:
-            options.append("-DTC_RESTRICT=__restrict__")
-        module = self.xp.RawModule(code=kernel_source(), options=tuple(options))
+        module = self.xp.RawModule(code=kernel_source(),
+                                   options=("--fmad=false", f"-DTC_ROWS={self.tile[2]}"))
         self._kernels = {"float32": module.get_function("tc_wave_step_f32"),
                          "float64": module.get_function("tc_wave_step_f64")}
+        check_block(self.tile, self._kernels)
 
     def zeros(self, shape: tuple[int, int], dtype: str) -> Any:
         """Zero-filled device array."""
