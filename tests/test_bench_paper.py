@@ -8,7 +8,7 @@ from tcoupled.bench import projection, readme
 def test_projection_unit_costs_follow_the_stated_assumptions():
     case = projection.Case("t", block=1000, steps=10, iters=2, batch=3)
     time_costs = projection.unit_costs(case, "time", nodes=1)
-    step = 12 * 1000 ** 2 / (1.5e12 * 0.7)
+    step = 12 * 1000 ** 2 / (1.5e12 * 0.62)
     halo = 10e-6 + 4 * 1000 / 100e9
     assert time_costs.sim_s == pytest.approx(10 * (step + halo))
     assert time_costs.iter_s == pytest.approx(3 * 1000 ** 2 * 14688 / (19.5e12 * 0.25))

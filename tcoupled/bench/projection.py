@@ -1,6 +1,7 @@
 """Scale on paper: one cycle of both divisions on a Polaris node and on 64 nodes.
 
-Nothing here is measured. Each unit cost of :class:`~tcoupled.coupling.costmodel.UnitCosts`
+Nothing here is measured on a Polaris node (the stencil's efficiency was measured on an
+H200). Each unit cost of :class:`~tcoupled.coupling.costmodel.UnitCosts`
 is derived from a hardware figure and an efficiency listed in :data:`ASSUMPTIONS`, then
 fed to :func:`~tcoupled.coupling.costmodel.predict`, the arithmetic ``couple --division
 auto`` uses. ``python -m tcoupled.bench.projection`` prints the README table.
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 #: name -> (value, where it comes from)
 ASSUMPTIONS = {
     "hbm_bytes_per_s": (1.5e12, "A100 HBM2 (issue: 1.5 TB/s per GPU)"),
-    "stencil_efficiency": (0.7, "fraction of HBM bandwidth the stencil reaches (the C "
-                                "kernel measures 0.64-0.68 of its bound on the CPU)"),
+    "stencil_efficiency": (0.62, "fraction of HBM bandwidth the stencil reaches: the CUDA "
+                                 "kernel moved 2.8-3.3 TB/s of an H200's 4.8 (median 0.62 "
+                                 "of six timings, run/device_report.json and README)"),
     "stencil_bytes_per_point": (12, "float32: read u^n and u^(n-1), write u^(n+1) into "
                                     "the slot's frame (neighbours from cache, zero copy)"),
     "fp32_flops_per_s": (19.5e12, "A100 FP32 peak without tensor cores"),
@@ -122,7 +124,7 @@ def markdown() -> str:
                      f"{t['slot_gb']:.1f} / {s['slot_gb']:.1f} | {r['auto']} "
                      f"(space {r['margin']:+.0%}) |")
     lines.append("")
-    lines.append("Assumptions (nothing in this table is measured):")
+    lines.append("Assumptions (none measured on Polaris; the stencil's efficiency on an H200):")
     for name, (number, why) in ASSUMPTIONS.items():
         lines.append(f"- `{name}` = {number:g}: {why}")
     return "\n".join(lines)
