@@ -357,3 +357,14 @@ def test_a_block_the_compiled_kernel_cannot_launch_is_refused_by_name():
     check_block((256, 2, 8), kernels)
     with pytest.raises(ConfigError, match="1024x1x8: 1024 threads .* float64 kernel .* 512"):
         check_block((1024, 1, 8), kernels)
+
+
+def test_device_check_judges_zero_copy_by_pointer_and_by_kind_of_copy():
+    from tcoupled.bench.gpu_runs import _zero_copy
+
+    # on a GPU a device slot carries its last frame and --verify reads each slot: no handoff
+    assert _zero_copy({"zero_copy_verified": True,
+                       "handoff_copies": {"carry": 199692, "digest": 2396304, "cast": 0}})
+    assert not _zero_copy({"zero_copy_verified": True,
+                           "handoff_copies": {"carry": 199692, "mpi": 4942368}})
+    assert not _zero_copy({"zero_copy_verified": False, "handoff_copies": {"cast": 0}})

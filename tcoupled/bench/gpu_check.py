@@ -145,7 +145,8 @@ def single_gpu_checks() -> dict[str, dict]:
                                      "best_tile": best, "best_figure": sweep[best],
                                      "tiles": sweep},
             "dlpack_handoff": {"ok": True, "figure": dlpack_handoff_us(8192),
-                               "unit": "us per handoff of 8192^2 float32"}}
+                               "unit": "us per handoff of 8192^2 float32",
+                               "at_256_us": dlpack_handoff_us(256)}}
 
 
 def _guard(name: str, fn: Callable[[], dict]) -> dict:
