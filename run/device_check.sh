@@ -14,8 +14,9 @@
 # handoff; with 2-4 ranks on the one GPU:
 # the device halo with real neighbours (float64) against NumPy, `couple` in time division
 # over CUDA IPC and in space division over mpi (one rank per member, and one member of two
-# ranks sharing the GPU: DDP over gloo, as NCCL needs a GPU per rank), each with the CPU
-# run's data_digest, and the IPC handoff time at two sizes. Writes device_check.log,
+# ranks sharing the GPU: DDP over gloo, as NCCL needs a GPU per rank; with two GPUs or more,
+# DDP over NCCL too), each with the CPU run's data_digest, and the IPC handoff time at two
+# sizes. Writes device_check.log,
 # pytest.log, build.log, device_report.json (card, driver, date, every check ok/failed with
 # its figure) and runs.tgz (every launch's log) to $OUT (default: a new temporary folder);
 # copy the report to run/device_report.json to keep it.

@@ -17,7 +17,9 @@ rounds exactly as NumPy does) -- and compares what both wrote:
   (:func:`tcoupled.training.ensemble.member_backend`); NCCL itself needs a machine with two
   GPUs -- the same ``data_digest`` as the CPU run, and the backend the run printed;
 * ``ipc_handoff_1025``: the CUDA IPC handoff on a 1025^2 grid, against 129^2 above (a
-  zero-copy handoff costs the same at both sizes).
+  zero-copy handoff costs the same at both sizes);
+* ``couple_space_ddp_nccl``, only on a machine with two GPUs or more: one member of 2 train
+  ranks on 2 GPUs, DDP over NCCL -- the same ``data_digest`` as the CPU run.
 """
 
 from __future__ import annotations
@@ -161,4 +163,22 @@ def run_all(work: Path) -> dict[str, dict]:
     ddp = check_couple(work, "space-ddp", SPACE_DDP, 3)
     ddp["ok"] = ddp["ok"] and "over gloo" in ddp.get("ddp", "")
     checks["couple_space_ddp_shared_gpu"] = ddp
+    checks.update(check_nccl(work))
     return checks
+
+
+def check_nccl(work: Path) -> dict[str, dict]:
+    """DDP over NCCL: one member of 2 train ranks on 2 GPUs (2 sim ranks beside them).
+
+    ``plan``'s rule puts the two train ranks on different GPUs; nothing is checked on a
+    machine with one GPU (NCCL refuses two ranks on one GPU).
+    """
+    from tcoupled.runtime.gpu import cuda_device_count
+
+    if cuda_device_count() < 2:
+        return {}
+    layout = ("--sim-ranks", "2", "--train-ranks", "2", "--division", "space",
+              "--channel", "mpi")
+    nccl = check_couple(work, "space-nccl", layout, 4)
+    nccl["ok"] = nccl["ok"] and "over nccl" in nccl.get("ddp", "")
+    return {"couple_space_ddp_nccl": nccl}
