@@ -8,18 +8,18 @@
 // compiles with -ftz=true (float32 subnormals flushed to zero) and may contract a*b+c
 // into one FMA; NumPy does neither. Explicitly rounded instructions are never contracted
 // and keep subnormals, so the kernel rounds exactly as NumPy does in float32 and float64.
-__device__ __forceinline__ float tc_add(float a, float b)
-{ float r; asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
-__device__ __forceinline__ float tc_sub(float a, float b)
-{ float r; asm("sub.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
-__device__ __forceinline__ float tc_mul(float a, float b)
-{ float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
-__device__ __forceinline__ double tc_add(double a, double b)
-{ double r; asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
-__device__ __forceinline__ double tc_sub(double a, double b)
-{ double r; asm("sub.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
-__device__ __forceinline__ double tc_mul(double a, double b)
-{ double r; asm("mul.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b)); return r; }
+#define TC_IEEE_OP(T, C, PTX, NAME, OP)                                                  \
+    __device__ __forceinline__ T NAME(T a, T b)                                         \
+    {                                                                                   \
+        T r;                                                                            \
+        asm(OP ".rn." PTX " %0, %1, %2;" : "=" C(r) : C(a), C(b));                      \
+        return r;                                                                       \
+    }
+#define TC_IEEE_OPS(T, C, PTX)                                                           \
+    TC_IEEE_OP(T, C, PTX, tc_add, "add") TC_IEEE_OP(T, C, PTX, tc_sub, "sub")           \
+    TC_IEEE_OP(T, C, PTX, tc_mul, "mul")
+TC_IEEE_OPS(float, "f", "f32")
+TC_IEEE_OPS(double, "d", "f64")
 
 // Rows per thread: each thread updates TC_ROWS rows of one column. It loads everything
 // first -- the TC_ROWS + 2 values of u down its column, each row's left and right
