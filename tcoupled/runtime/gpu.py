@@ -31,16 +31,13 @@ def select_cuda_device(index: int) -> str:
     The identity (``host/PCI bus id``) names the physical GPU whatever
     ``CUDA_VISIBLE_DEVICES`` renumbered, so two processes can tell whether they share one.
     """
-    import socket
-
     import cupy
 
-    device = cupy.cuda.Device(index)
-    device.use()
+    cupy.cuda.Device(index).use()
     torch = sys.modules.get("torch")  # set torch's too when it is loaded; the trainer
     if torch is not None and torch.cuda.is_available():  # sets it when it loads torch
         torch.cuda.set_device(index)
-    return f"{socket.gethostname()}/{device.pci_bus_id}"
+    return current_gpu_identity()
 
 
 def current_gpu_identity() -> str:
