@@ -20,7 +20,7 @@ REQUIRED = {"division", "channel", "sim_ranks", "train_ranks", "cycles", "handof
             "time_breakdown", "coupling_overhead", "wall_s", "handoff_copies",
             "zero_copy_verified", "coupling_overhead_by_role", "idle_fraction",
             "rank_utilization", "oversubscribed", "rollout_vrmse", "cast_bytes", "replay",
-            "steady_cycle_s"}
+            "steady_cycle_s", "handoff_s_per_handoff_steady"}
 
 #: name -> (ranks, extra flags); one launch each
 RUNS = {

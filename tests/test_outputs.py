@@ -54,6 +54,20 @@ def test_no_coupling_work_is_zero_overhead():
     assert outputs.coupling_costs([record])["coupling_overhead"] == 0.0
 
 
+def test_steady_handoff_leaves_the_first_cycles_set_up_out():
+    from tcoupled.coupling.outputs import steady_handoff
+
+    # 4 cycles, one handoff each: the sender spent 0.5 s in cycle 1 (opening the slot),
+    # then 0.1 s a cycle; the receiver 0.2 s in cycle 1, then 0.05 s a cycle
+    ends = [1.0, 2.0, 3.0, 4.0]
+    sender = {"handoffs": 0, "phases": {"handoff": 0.8}, "first_handoff_s": 0.5,
+              "cycle_ends_s": ends}
+    receiver = {"handoffs": 4, "phases": {"handoff": 0.35}, "first_handoff_s": 0.2,
+                "cycle_ends_s": ends}
+    assert steady_handoff([sender, receiver]) == pytest.approx(0.15)  # (0.3 + 0.15) / 3
+    assert steady_handoff([{**receiver, "cycle_ends_s": [1.0]}]) is None
+
+
 def test_steady_cycle_is_the_slowest_ranks_median_after_the_first_cycle():
     from tcoupled.coupling.outputs import steady_cycle
 

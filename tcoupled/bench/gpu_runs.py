@@ -125,7 +125,7 @@ def check_couple(work: Path, name: str, layout: tuple[str, ...], ranks: int) -> 
     if "shm" in layout:
         result["ok"] = result["ok"] and _zero_copy(g)
         result.update(figure=g["handoff_s_per_handoff"] * 1e6, unit="us per IPC handoff",
-                      handoff_copies=g["handoff_copies"])
+                      steady_us=_steady_us(g), handoff_copies=g["handoff_copies"])
     return result
 
 
@@ -150,7 +150,14 @@ def check_ipc_size(work: Path, small: dict) -> dict:
     s = run["summary"]
     return {"ok": _zero_copy(s), "figure": s["handoff_s_per_handoff"] * 1e6,
             "unit": "us per IPC handoff at 1025^2", "at_129_us": small.get("figure"),
+            "steady_us": _steady_us(s), "at_129_steady_us": small.get("steady_us"),
             "handoff_copies": s["handoff_copies"]}
+
+
+def _steady_us(summary: dict) -> float | None:
+    """Microseconds per handoff after the first cycle (``None`` if the run had one)."""
+    steady = summary.get("handoff_s_per_handoff_steady")
+    return None if steady is None else steady * 1e6
 
 
 def run_all(work: Path) -> dict[str, dict]:

@@ -43,6 +43,7 @@ class CoupledRank:
         self.digests = DigestLog(self.timer, self.ledger, getattr(config, "verify", False))
         self.cast_bytes = 0  # of those, the float32 casts for training (kind "cast")
         self.cycle_ends: list[float] = []  # seconds from the loop's start to each cycle's end
+        self.first_handoff_s = 0.0  # the handoff phase's seconds up to the first cycle's end
 
     # -- set-up --------------------------------------------------------------------
     def _setup(self) -> Any:
@@ -275,6 +276,7 @@ class CoupledRank:
                 "trains": self.trains, "member": self.member if self.trains else None,
                 "wall_s": wall, "phases": phases, "cycle_ends_s": self.cycle_ends,
                 "bytes_copied": self.ledger.bytes, "copies": self.ledger.as_dict(),
+                "first_handoff_s": self.first_handoff_s,
                 "zero_copy_verified": in_place and all(r.verified for r in receivers),
                 "handoffs": sum(r.received for r in receivers),
                 "digests": self.digests.entries, **self._trainer_record()}
@@ -305,6 +307,8 @@ class CycleProgress:
         """
         config, layout = self.rank.config, self.rank.layout
         self.rank.cycle_ends.append(time.perf_counter() - self.start)
+        if len(self.rank.cycle_ends) == 1:  # the first cycle's set-up, apart from the rest
+            self.rank.first_handoff_s = self.rank.timer.totals.get("handoff", 0.0)
         inject(layout.role, "cycle", done, layout.role_comm.Get_rank())
         stop = self.rank.vote(done, last=done == config.cycles)
         if self.rank.solver is not None and config.check_every:
