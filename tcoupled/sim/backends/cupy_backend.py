@@ -13,7 +13,7 @@ from tcoupled.sim.backends import check_step_arrays
 #: threads per block along columns and along row groups, and the rows each thread updates
 #: (``TC_ROWS`` of kernels/wave.cu); ``TCOUPLED_CUDA_TILE=BXxBYxROWS`` overrides. Chosen on an
 #: H200 from the tiles timed at 8192^2 float32 (run/device_report.json): 8 rows per thread
-#: beat 1, 2 and 4 in every run, and 256x1 blocks were the fastest or tied
+#: beat 1, 2 and 4 in every run, and 256x1 blocks were the fastest or within noise of it
 TILE = (256, 1, 8)
 #: most rows per thread: a thread keeps 4 ROWS + 2 values in registers
 MAX_ROWS = 8
