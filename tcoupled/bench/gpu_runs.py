@@ -57,13 +57,14 @@ def _time_left(timeout: float) -> float:
     return max(5.0, min(timeout, deadline - time.time()))
 
 
-def launch(ranks: int, args: tuple[str, ...], out: Path, timeout: float = 180) -> dict:
+def launch(ranks: int, args: tuple[str, ...], out: Path, timeout: float = 180,
+           env: dict[str, str] | None = None) -> dict:
     """Run ``python -m tcoupled ARGS --out OUT`` on ``ranks`` ranks; return what happened."""
     timeout = _time_left(timeout)
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "tcoupled", *args,
            "--out", str(out)]
     try:  # in a session of its own: a timeout kills every rank, not only mpiexec
-        proc = run_group(cmd, timeout, local_env())
+        proc = run_group(cmd, timeout, local_env(env))
     except TimeoutError:
         return {"ok": False, "detail": f"timed out after {timeout:g} s: {' '.join(cmd)}"}
     if proc.returncode != 0:
@@ -104,10 +105,11 @@ def _verify_flag() -> tuple[str, ...]:
     return ("--verify",) if "--verify" in help_text else ()
 
 
-def check_couple(work: Path, name: str, layout: tuple[str, ...], ranks: int) -> dict:
+def check_couple(work: Path, name: str, layout: tuple[str, ...], ranks: int,
+                 env: dict[str, str] | None = None) -> dict:
     """``couple`` on the GPU and on the CPU: both succeed with the same data digest."""
     verify = _verify_flag()
-    gpu = launch(ranks, (*COUPLE, *layout, *GPU, *verify), work / f"{name}-gpu")
+    gpu = launch(ranks, (*COUPLE, *layout, *GPU, *verify), work / f"{name}-gpu", env=env)
     cpu = launch(ranks, (*COUPLE, *layout, *CPU, *verify), work / f"{name}-cpu")
     for run in (gpu, cpu):
         if not run["ok"]:
@@ -167,7 +169,8 @@ def run_all(work: Path) -> dict[str, dict]:
               "couple_time_shm_cuda_ipc": check_couple(work, "time-ipc", TIME_IPC, 2)}
     checks["ipc_handoff_1025"] = check_ipc_size(work, checks["couple_time_shm_cuda_ipc"])
     checks["couple_space_mpi"] = check_couple(work, "space-mpi", SPACE_MPI, 4)
-    ddp = check_couple(work, "space-ddp", SPACE_DDP, 3)
+    # every rank on the first GPU, also where the machine has more (plan would spread them)
+    ddp = check_couple(work, "space-ddp", SPACE_DDP, 3, env={"CUDA_VISIBLE_DEVICES": "0"})
     ddp["ok"] = ddp["ok"] and "over gloo" in ddp.get("ddp", "")
     checks["couple_space_ddp_shared_gpu"] = ddp
     checks.update(check_nccl(work))
