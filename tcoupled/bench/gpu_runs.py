@@ -43,6 +43,9 @@ SPACE_MPI = ("--sim-ranks", "2", "--train-ranks", "2", "--ensemble", "2", "--div
              "--channel", "mpi")
 SPACE_DDP = ("--sim-ranks", "1", "--train-ranks", "2", "--division", "space", "--channel", "mpi")
 GPU = ("--device", "cuda", "--kernel", "cupy")
+#: the one-GPU checks' environment: on a machine with more GPUs ``plan`` would give a
+#: 1+1 ``shm`` pair (or a 2-rank member) two GPUs, which CUDA IPC cannot span
+ONE_GPU = {"CUDA_VISIBLE_DEVICES": "0"}
 CPU = ("--device", "cpu", "--kernel", "numpy")
 
 
@@ -146,7 +149,7 @@ def check_ipc_size(work: Path, small: dict) -> dict:
     """The IPC handoff on a 1025^2 grid, the GPU run alone; ``small`` is the 129^2 check."""
     args = [*COUPLE, *TIME_IPC, *GPU]
     args[args.index("--grid") + 1:args.index("--grid") + 3] = ["1025", "1025"]
-    run = launch(2, tuple(args), work / "ipc-1025")
+    run = launch(2, tuple(args), work / "ipc-1025", env=ONE_GPU)
     if not run["ok"]:
         return {"ok": False, "detail": run["detail"]}
     s = run["summary"]
@@ -166,11 +169,11 @@ def run_all(work: Path) -> dict[str, dict]:
     """Every multi-process check, by name."""
     work.mkdir(parents=True, exist_ok=True)
     checks = {"halo_4ranks_float64": check_halo(work),
-              "couple_time_shm_cuda_ipc": check_couple(work, "time-ipc", TIME_IPC, 2)}
+              "couple_time_shm_cuda_ipc": check_couple(work, "time-ipc", TIME_IPC, 2,
+                                                       env=ONE_GPU)}
     checks["ipc_handoff_1025"] = check_ipc_size(work, checks["couple_time_shm_cuda_ipc"])
     checks["couple_space_mpi"] = check_couple(work, "space-mpi", SPACE_MPI, 4)
-    # every rank on the first GPU, also where the machine has more (plan would spread them)
-    ddp = check_couple(work, "space-ddp", SPACE_DDP, 3, env={"CUDA_VISIBLE_DEVICES": "0"})
+    ddp = check_couple(work, "space-ddp", SPACE_DDP, 3, env=ONE_GPU)
     ddp["ok"] = ddp["ok"] and "over gloo" in ddp.get("ddp", "")
     checks["couple_space_ddp_shared_gpu"] = ddp
     checks.update(check_nccl(work))
