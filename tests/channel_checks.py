@@ -14,6 +14,7 @@ import numpy as np
 from mpi4py import MPI
 
 from tcoupled.coupling.channels import ChannelContext, SlotSpec, open_channel
+from tcoupled.coupling.channels.copies import address
 from tcoupled.coupling.channels.device import is_device_array
 
 world = MPI.COMM_WORLD
@@ -28,9 +29,14 @@ def check(condition: bool, what: str) -> None:
         raise AssertionError(f"rank {rank}: {what}")
 
 
-def shm_zero_copy() -> None:
-    """The receiver's tensor is the sender's window slot: pointers and writes agree."""
-    ctx = ChannelContext(world=world, node_comm=node_comm)
+def shm_zero_copy(xp: object = np) -> None:
+    """The receiver's tensor is the sender's slot: pointers and writes agree.
+
+    With ``xp`` CuPy (``tests/test_gpu.py``, both ranks on one GPU) the slot is a device
+    allocation opened through CUDA IPC; the mapping's address differs between the two
+    processes, so the writes, each seen on the other side, are what shows one memory.
+    """
+    ctx = ChannelContext(world=world, node_comm=node_comm, xp=xp)
     channel = open_channel("shm", ctx, SPEC if rank == 0 else None)
     if rank == 0:
         sender = channel.sender((1,))
@@ -38,21 +44,22 @@ def shm_zero_copy() -> None:
         slot[...] = 7.0
         sender.publish()
         sender.wait_released()                      # train rank wrote into the slot
-        check(slot[1, 2, 3] == -1.0, "train-side write not seen by the sim rank")
-        address = slot.__array_interface__["data"][0]
-        world.send(address, dest=1)
+        check(bool(slot[1, 2, 3] == -1.0), "train-side write not seen by the sim rank")
+        world.send(address(slot), dest=1)
         check(sender.bytes_copied == 0, "shm sender copied bytes")
         sender.close()
     else:
         receiver = channel.receiver(0, SPEC, 1)
         tensor = receiver.receive()
         check(bool((tensor == 7.0).all()), "sim-side write not seen by the train rank")
-        view = channel.remote_slots(0, SPEC)[0]
-        check(tensor.data_ptr() == view.__array_interface__["data"][0],
-              "tensor does not point into the shared window")
+        if xp is np:
+            view = channel.remote_slots(0, SPEC)[0]
+            check(tensor.data_ptr() == address(view),
+                  "tensor does not point into the shared window")
+        check(tensor.is_cuda == (xp is not np), f"tensor on {tensor.device}")
         check(receiver.verified, "run-time address check failed on a zero-copy slot")
         tensor[1, 2, 3] = -1.0
-        receiver.release()
+        receiver.release()                          # after the reading stream finished
         world.recv(source=0)
         check(receiver.bytes_copied == 0, "shm receiver copied bytes")
         receiver.close()
@@ -162,7 +169,13 @@ def polling_collectives() -> None:
     check(load["oversubscribed"] == (load["cores"] < 2), f"node_load {load}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:] == ["cupy"]:
+    import cupy
+
+    shm_zero_copy(cupy)
+    if rank == 0:
+        print("shm cupy checks passed")
+elif __name__ == "__main__":
     polling_collectives()
     shm_zero_copy()
     nbytes = SPEC.nbytes * CYCLES

@@ -22,12 +22,14 @@ GUARD = "TCOUPLED_TEST_WITHOUT_MPI_MARK"
 
 
 def mpiexec_path() -> str:
-    """Return the ``mpiexec`` next to the running Python, else the one on PATH.
+    """Return ``TCOUPLED_MPIEXEC``, else the ``mpiexec`` next to Python, else the one on PATH.
 
     Fails a test that is not marked ``mpi`` (so ``pytest -m "not mpi"`` starts none).
     """
     if os.environ.get(GUARD):
         raise AssertionError(f"{os.environ[GUARD]} launches mpiexec: mark it @pytest.mark.mpi")
+    if os.environ.get("TCOUPLED_MPIEXEC"):  # MPI installed elsewhere (run/device_check.sh)
+        return os.environ["TCOUPLED_MPIEXEC"]
     local = Path(sys.executable).parent / "mpiexec"
     if local.exists():
         return str(local)

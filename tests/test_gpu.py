@@ -127,3 +127,16 @@ def test_release_waits_for_the_reading_stream():
     wait_for_readers(x)
     assert torch.cuda.current_stream().query()
     del y
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(90)
+def test_shm_slot_is_one_device_memory_for_both_processes():
+    """CUDA IPC across two real processes on one GPU: each side sees the other's write."""
+    from pathlib import Path
+
+    from mpitools import check, python_mpi
+
+    proc = check(python_mpi(Path(__file__).with_name("channel_checks.py"), "cupy", ranks=2,
+                            timeout=80, env={"CUDA_VISIBLE_DEVICES": "0"}))
+    assert "shm cupy checks passed" in proc.stdout
