@@ -7,9 +7,10 @@ rounds exactly as NumPy does) -- and compares what both wrote:
 * ``halo``: ``wave`` in float64 on 4 ranks (a 2x2 process grid, every block with real
   neighbours) -- the device halo exchange against the NumPy run, max difference relative
   to the largest value (<= 1e-12);
-* ``couple_time_ipc``: ``couple`` in time division over ``shm`` (CUDA IPC between the sim
-  and the train process) -- the same ``data_digest`` as the CPU run, 0 bytes copied, and
-  the handoff time measured by the run itself;
+* ``couple_time_shm_cuda_ipc``: ``couple`` in time division over ``shm`` (CUDA IPC between
+  the sim and the train process) -- the same ``data_digest`` as the CPU run, every tensor
+  at the solver's bytes with no copy but those of :data:`NOT_HANDOFF`, and the handoff time
+  measured by the run itself;
 * ``couple_space_mpi``: ``couple`` in space division over ``mpi`` on 2 sim + 2 train ranks,
   two members of one rank each -- the same ``data_digest`` as the CPU run;
 * ``couple_space_ddp_shared_gpu``: one member of 2 train ranks on the one GPU. NCCL refuses
